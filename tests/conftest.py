@@ -143,3 +143,18 @@ def fakesnow_patched() -> Iterator[None]:
 def unique_name(prefix: str) -> str:
     """Return a table name unique to this test run (tests share one warehouse)."""
     return f"{prefix}_{os.getpid()}_{os.urandom(3).hex()}".upper()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Migrate the suite's own Airflow metadata DB (SQLite under AIRFLOW_HOME) once; return the home."""
+    import subprocess
+    import sys
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    stamp = home / ".migrated"
+    if not stamp.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+        stamp.touch()
+    return home
