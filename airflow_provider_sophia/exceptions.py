@@ -68,6 +68,19 @@ class GongCircuitOpen(GongError):
     """The circuit breaker is open: Gong is failing and calls are refused locally."""
 
 
+class GongMalformedResponse(GongError):
+    """Gong answered with a body that is not the expected JSON object (cut off or garbled).
+
+    :param endpoint: the request, e.g. ``GET /v2/calls``.
+    :param request_id: Gong's ``requestId`` when it could be read, else ``None``.
+    """
+
+    def __init__(self, message: str, endpoint: str, request_id: str | None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.request_id = request_id
+
+
 # --- ingestion -------------------------------------------------------------------
 
 
@@ -84,6 +97,32 @@ class UnsupportedTypeError(IngestError, TypeError):
 
 class CortexError(SophiaError):
     """A Snowflake Cortex enrichment failed."""
+
+
+class CortexTransientError(CortexError):
+    """A Snowflake error that may pass on retry (suspended warehouse, timeout, network) kept failing.
+
+    :param attempts: how many attempts were made.
+    """
+
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class CortexPermanentError(CortexError):
+    """A Cortex call failed for good (syntax, permission, unknown function or model, bad rows).
+
+    :param keys: the keys of the rows concerned, empty when the whole statement failed.
+    """
+
+    def __init__(self, message: str, keys: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
+class CortexResultError(CortexError, ValueError):
+    """A Cortex function returned a value that does not have the documented shape."""
 
 
 # --- profiling -------------------------------------------------------------------

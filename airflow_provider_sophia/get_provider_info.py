@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_sophia import __version__
+from airflow_provider_sophia.hooks.gong_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_sophia.settings import DEFAULTS, SECTION
 
 _TYPE_NAMES = {int: "integer", float: "float", str: "string"}
@@ -70,6 +71,8 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": "airflow_provider_sophia.hooks.gong.GongHook",
                 "connection-type": "gong",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
         "config": _config(),
