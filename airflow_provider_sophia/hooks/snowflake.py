@@ -22,6 +22,16 @@ class SophiaSnowflakeHook(SnowflakeHook):
 
     hook_name = "Snowflake (Sophia)"
 
+    def _get_conn_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = dict(super()._get_conn_params())
+        # The connector writes AUTOCOMMIT into the session_parameters dict it is given; the
+        # upstream hook caches that dict, so without a copy every later connection of this hook
+        # would silently autocommit.
+        session_parameters = params.get("session_parameters")
+        if isinstance(session_parameters, dict):
+            params["session_parameters"] = dict(session_parameters)
+        return params
+
     def _build_base_conn_config(self, conn: Any, extra_dict: dict[str, Any]) -> dict[str, Any]:
         config = super()._build_base_conn_config(conn, extra_dict)
         if conn.host:

@@ -29,3 +29,12 @@ def test_upstream_fields_are_passed_through(snowflake_conn: str) -> None:
     assert params["host"] == "127.0.0.1"
     assert isinstance(params["port"], int)
     assert params["login_timeout"] == 10
+
+
+def test_session_parameters_are_not_shared_between_connections(snowflake_conn: str) -> None:
+    hook = SophiaSnowflakeHook(snowflake_conn_id=snowflake_conn)
+    first, second = hook._get_conn_params(), hook._get_conn_params()
+    assert first["session_parameters"] is not second["session_parameters"]
+    with hook.get_conn():
+        pass  # the connector adds AUTOCOMMIT to the dict it was given
+    assert "AUTOCOMMIT" not in {key.upper() for key in hook._get_conn_params()["session_parameters"]}
