@@ -70,12 +70,15 @@ def serve(port: int, db_path: str | None, host: str = LOOPBACK) -> None:
     import uvicorn
     from fakesnow.instance import FakeSnow
 
+    from airflow_provider_sophia.local import cortex_emulation
+
     # ``fakesnow.server`` is shadowed by a function of the same name in ``fakesnow``.
     server = importlib.import_module("fakesnow.server")
 
     if db_path:
         Path(db_path).mkdir(parents=True, exist_ok=True)
     server.shared_fs = FakeSnow(db_path=db_path)  # type: ignore[attr-defined]
+    cortex_emulation.install(server.shared_fs)
     uvicorn.run(server.app, host=host, port=port, log_level="warning")
 
 
