@@ -32,6 +32,7 @@ format: venv
 	$(BIN)/ruff format .
 
 bench: venv
+	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python -m bench
 
 clean:

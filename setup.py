@@ -19,6 +19,8 @@ EXTRAS = {
     "redis": ["redis>=5"],
     "profiling": ["matplotlib>=3.7", "psutil>=5.9"],
 }
+#: only for `make bench`: the alternatives our benchmarks compare against.
+BENCH = ["dlt[parquet,sql_database]>=1.0"]
 EXTRAS["dev"] = sorted(
     {dep for deps in EXTRAS.values() for dep in deps}
     | {
@@ -37,6 +39,7 @@ EXTRAS["dev"] = sorted(
         "sqlalchemy>=2",
     }
 )
+EXTRAS["bench"] = BENCH
 
 setup(
     name="airflow-provider-sophia",
