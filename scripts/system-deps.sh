@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the few system packages the Python dependencies build against (mysqlclient).
+# Install the few system packages the build and the tests need: the headers mysqlclient builds
+# against (mysql extra) and Debian's Chromium (the browser test of the Airflow UI).
 # Does nothing when they are present; on a machine without apt or root, says what is missing.
 set -euo pipefail
 
 missing=()
 pkg-config --exists mysqlclient 2>/dev/null || missing+=(default-libmysqlclient-dev pkg-config)
+command -v chromium >/dev/null || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -16,6 +18,6 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     apt-get install -y -q "${missing[@]}" >/dev/null
   fi
 else
-  echo "Please install: ${missing[*]} (needed to build mysqlclient for the mysql extra)" >&2
+  echo "Please install: ${missing[*]} (mysqlclient headers for the mysql extra; chromium for the UI test)" >&2
   exit 1
 fi

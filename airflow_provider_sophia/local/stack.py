@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow_provider_sophia.local import sample_data, warehouse
@@ -25,7 +26,11 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GONG_SIMULATOR = "airflow_provider_sophia.gong.simulator"
 GONG_ACCESS_KEY = "local-access-key"
-GONG_ACCESS_KEY_SECRET = "local-access-key-secret"  # noqa: S105 - the simulator's fixed demo secret
+GONG_ACCESS_KEY_SECRET = "local-access-key-secret"
+GONG_DAYS = 7
+GONG_CALLS = 700
+#: Airflow pool shared by every Gong task: Gong allows 3 requests/s per company.
+GONG_POOL = ("gong_api", 3, "Gong API: 3 requests/s per company; one slot per concurrent Gong task")
 
 
 @dataclass
@@ -59,7 +64,19 @@ class LocalStack:
                     "gong",
                     GONG_SIMULATOR,
                     self.state_dir,
-                    ["--access-key", GONG_ACCESS_KEY, "--access-key-secret", GONG_ACCESS_KEY_SECRET],
+                    [
+                        "--access-key",
+                        GONG_ACCESS_KEY,
+                        "--access-key-secret",
+                        GONG_ACCESS_KEY_SECRET,
+                        # a week of calls up to today, so the DAG's recent windows find some
+                        "--start",
+                        (_midnight_utc() - timedelta(days=GONG_DAYS)).isoformat(),
+                        "--days",
+                        str(GONG_DAYS),
+                        "--calls",
+                        str(GONG_CALLS),
+                    ],
                 )
             )
         return services
@@ -124,15 +141,19 @@ class LocalStack:
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         print("airflow    migrating the metadata database (first run only)...")
         airflow(["db", "migrate"], env, quiet=True)
+        name, slots, description = GONG_POOL
+        airflow(["pools", "set", name, str(slots), description], env, quiet=True)
         stamp.touch()
+
+
+def _midnight_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def airflow(args: list[str], env: dict[str, str], *, quiet: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the ``airflow`` CLI of this interpreter with ``env`` added; raise on failure."""
     command = [sys.executable, "-m", "airflow", *args]
-    result = subprocess.run(  # noqa: S603 - our interpreter, fixed module
-        command, env=os.environ | env, capture_output=quiet, text=True, check=False
-    )
+    result = subprocess.run(command, env=os.environ | env, capture_output=quiet, text=True, check=False)
     if result.returncode != 0:
         output = (result.stdout or "") + (result.stderr or "")
         raise RuntimeError(

@@ -39,7 +39,15 @@ class SnowflakeCortexOperator(BaseOperator):
     :param max_attempts: attempts per statement on transient Snowflake errors.
     """
 
-    template_fields: Sequence[str] = ("source_table", "key_column", "text_column", "target_table", "options")
+    template_fields: Sequence[str] = (
+        "function",
+        "source_table",
+        "key_column",
+        "text_column",
+        "target_table",
+        "options",
+        "max_rows",
+    )
     ui_color = "#29b5e8"
 
     def __init__(
