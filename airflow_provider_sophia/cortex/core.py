@@ -60,7 +60,10 @@ class _Session:
         self._connection: Any = None
 
     def execute(self, statement: Statement) -> list[tuple[Any, ...]]:
-        """Execute one statement and return its rows (none for DDL)."""
+        """Execute and commit one statement; return its rows (none for DDL).
+
+        The commit makes the write durable even on a connection someone left with autocommit off.
+        """
         if self._scope is None:
             scope = contextlib.ExitStack()
             self._connection = scope.enter_context(self._connect())
@@ -69,9 +72,11 @@ class _Session:
             cursor = self._connection.cursor()
             try:
                 cursor.execute(statement.sql, statement.params or None)
-                return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+                rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
             finally:
                 cursor.close()
+            self._connection.commit()
+            return rows
         except BaseException as error:
             self._release(error)
             raise

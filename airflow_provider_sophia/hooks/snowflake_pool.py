@@ -51,13 +51,16 @@ COUNTERS = {
 
 
 def rollback_open_transaction(conn: Any) -> None:
-    """Roll back what a caller left open when it turned autocommit off (a failed ``run``).
+    """Roll back what a caller left open with autocommit off, and turn autocommit back on.
 
-    ``SnowflakeHook.set_autocommit`` records the mode as ``conn.autocommit_mode``; in
-    autocommit mode no transaction can be pending, so the round trip is skipped.
+    ``SnowflakeHook.set_autocommit`` records the mode as ``conn.autocommit_mode`` (``run``
+    turns it off); the next borrower must get the session's default, autocommit, or its
+    writes would silently roll back when the connection returns. In autocommit mode no
+    transaction can be pending, so the round trip is skipped.
     """
     if getattr(conn, "autocommit_mode", True) is False:
         conn.rollback()
+        conn.autocommit(True)
 
 
 def is_session_lost(error: BaseException, conn: Any) -> bool:

@@ -72,6 +72,9 @@ class CountingConnection:
     def cursor(self) -> _CountingCursor:
         return _CountingCursor(self)
 
+    def commit(self) -> None:
+        self.connection.commit()
+
 
 class _CountingCursor:
     def __init__(self, owner: CountingConnection) -> None:

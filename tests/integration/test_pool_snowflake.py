@@ -152,6 +152,16 @@ def test_open_transaction_is_rolled_back_before_reuse(snowflake_conn: str) -> No
     assert (stats.created_total, stats.in_use) == (1, 0)
 
 
+def test_next_borrower_gets_autocommit_back_after_run(snowflake_conn: str) -> None:
+    hook = SnowflakePoolHook(snowflake_conn_id=snowflake_conn, pool_max_size=1)
+    table = unique_name("autocommit")
+    hook.run(f'create table "{table}" (id int)')  # run() turns autocommit off on its connection
+    with hook.pooled_connection() as conn:
+        conn.cursor().execute(f'insert into "{table}" values (1)')  # no commit: autocommit
+    with hook.pooled_connection() as conn:
+        assert conn.cursor().execute(f'select count(*) from "{table}"').fetchone() == (1,)
+
+
 def test_killed_session_raising_inside_the_block_is_discarded(
     snowflake_conn: str, warehouse: EmbeddedWarehouse
 ) -> None:
@@ -171,6 +181,9 @@ def test_rollback_only_when_autocommit_was_turned_off() -> None:
         def rollback(self) -> None:
             calls.append("rollback")
 
+        def autocommit(self, mode: bool) -> None:
+            calls.append(f"autocommit({mode})")
+
     conn = Conn()
     rollback_open_transaction(conn)
     conn.autocommit_mode = True  # type: ignore[attr-defined]
@@ -178,7 +191,7 @@ def test_rollback_only_when_autocommit_was_turned_off() -> None:
     assert calls == []
     conn.autocommit_mode = False  # type: ignore[attr-defined]
     rollback_open_transaction(conn)
-    assert calls == ["rollback"]
+    assert calls == ["rollback", "autocommit(True)"]
 
 
 def test_get_conn_returns_a_proxy_that_goes_back_to_the_pool(snowflake_conn: str) -> None:
