@@ -46,14 +46,16 @@ def run_demo(stack: LocalStack, *, keep_running: bool = False) -> int:
     runs = [run for run in DEMO_RUNS if run.dag_id in available]
     try:
         for run in runs:
-            print(f"running    {run.dag_id} ...", flush=True)
+            log_file = stack.state_dir / "logs" / f"demo-{run.dag_id}.log"
+            print(f"running    {run.dag_id} (log: {log_file}) ...", flush=True)
             conf = run.conf
             if run.first_conf is not None and not _succeeded_before(stack, run.dag_id):
                 conf = run.first_conf
             args = ["dags", "test", run.dag_id]
             if conf:
                 args += ["--conf", json.dumps(conf)]
-            airflow(args, env, quiet=True)
+            result = airflow(args, env, quiet=True)
+            log_file.write_text(result.stdout + result.stderr)
         print()
         print(_table([row for run in runs for row in _task_rows(stack, run.dag_id)]))
         print()
@@ -92,7 +94,7 @@ def _task_rows(stack: LocalStack, dag_id: str) -> Iterator[tuple[str, ...]]:
         if not isinstance(value, dict):
             continue
         label = task_id if map_index < 0 else f"{task_id}[{rendered_map_index or map_index}]"
-        rows = value.get("rows", value.get("records", value.get("enriched", "")))
+        rows = next((value[key] for key in ("rows", "records", "rows_enriched") if key in value), "")
         yield (
             dag_id,
             label,
