@@ -49,7 +49,8 @@ class PerformanceProfileOperator(BaseOperator):
     :param output_dir: where results, report and charts go; by default
         ``$AIRFLOW_HOME/profiling/<dag_id>/<run_id>/<task_id>``. Templated.
     :param size: ``default`` (full sizes) or ``small`` (reduced sizes). Templated.
-    :param save_baseline: templated; also store this run as the newest baseline (in ``baseline`` or the table).
+    :param save_baseline: templated; also store this run as the newest baseline (in ``baseline``
+        or the table).
     :param snowflake_conn_id: keep baselines in the table ``baseline_table`` of this warehouse
         connection instead of ``baseline``.
     :param baseline_table: the baselines table (validated and quoted). Templated.

@@ -51,7 +51,8 @@ def test_dags_are_documented_tagged_owned_and_retried(dagbag: Any) -> None:
         assert dag.doc_md, f"{dag_id} has no doc_md"
         assert dag.max_active_runs, f"{dag_id} has no max_active_runs"
         for task in dag.tasks:
-            assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
+            assert task.owner, f"{dag_id}.{task.task_id} has no owner"
+            assert task.owner != "airflow", f"{dag_id}.{task.task_id} keeps the default owner"
             assert task.retries >= 1, f"{dag_id}.{task.task_id} is not retried"
 
 

@@ -54,7 +54,9 @@ def test_every_component_of_a_celery_deployment_exists(compose: dict[str, Any]) 
     assert services["redis"]["image"].startswith("redis:")
 
 
-def test_services_using_our_image_build_it_from_the_dockerfile(compose: dict[str, Any], dockerfile: str) -> None:
+def test_services_using_our_image_build_it_from_the_dockerfile(
+    compose: dict[str, Any], dockerfile: str
+) -> None:
     stages = set(re.findall(r"^FROM \S+ AS (\w+)$", dockerfile, re.M))
     built = {}
     for name, service in compose["services"].items():

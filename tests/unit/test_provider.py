@@ -61,5 +61,6 @@ def test_setting_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_configured_value_names_the_option(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__SOPHIA__POOL_MAX_SIZE", "many")
-    with pytest.raises(ValueError, match=r"\[sophia\] pool_max_size = 'many'.*AIRFLOW__SOPHIA__POOL_MAX_SIZE"):
+    expected = r"\[sophia\] pool_max_size = 'many'.*AIRFLOW__SOPHIA__POOL_MAX_SIZE"
+    with pytest.raises(ValueError, match=expected):
         setting("pool_max_size")
