@@ -37,6 +37,7 @@ EXTRAS["dev"] = sorted(
         "psycopg2-binary>=2.9",
         "psycopg_pool>=3.2",
         "sqlalchemy>=2",
+        "playwright>=1.40",
     }
 )
 EXTRAS["bench"] = BENCH

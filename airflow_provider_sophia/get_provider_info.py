@@ -71,6 +71,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": "airflow_provider_sophia.hooks.gong.GongHook",
                 "connection-type": "gong",
+                "hook-name": "Gong",
                 "conn-fields": CONN_FIELDS,
                 "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }

@@ -24,6 +24,7 @@ from airflow.sdk import Param, dag, task
 from airflow_provider_sophia.operators.sql_to_snowflake import ChunkedSqlToSnowflakeOperator
 
 CORE_TABLES = ["customers", "products", "orders"]
+WINDOW_START = "{{ prev_data_interval_end_success | default(none) or data_interval_start | default(none) }}"
 
 
 @dag(
@@ -89,9 +90,10 @@ def sophia_core_sql_ingest() -> None:
         source_conn_id="core_sql_default",
         snowflake_conn_id="snowflake_default",
         merge_keys=["id"],
-        # Since the last successful run: a missed day is caught up by the next run.
-        window_start="{{ prev_data_interval_end_success or data_interval_start }}",
-        window_end="{{ data_interval_end }}",
+        # Since the last successful run: a missed day is caught up by the next run. A run
+        # triggered without a logical date has no interval: it reads every row.
+        window_start=WINDOW_START,
+        window_end="{{ data_interval_end | default(none) }}",
         map_index_template="{{ task.source_table }}",
     ).expand_kwargs(plan_tables())
 
