@@ -38,7 +38,7 @@ from airflow_provider_sophia.hooks.snowflake_pool import SnowflakePoolHook
 from airflow_provider_sophia.identifiers import normalize_part, split_identifier
 from airflow_provider_sophia.ingest.pipeline import Loader
 from airflow_provider_sophia.ingest.plans import LoadPlan
-from airflow_provider_sophia.settings import setting
+from airflow_provider_sophia.operators._staging import staged_loader
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -313,13 +313,13 @@ class GongToSnowflakeOperator(BaseOperator):
         ti = context["ti"]
         load_id = f"{ti.dag_id}.{ti.task_id}.{context['run_id']}.{ti.map_index}.{ti.try_number}.{part}"
         with self.snowflake_hook.pooled_connection() as connection:
-            self._loader = Loader(
+            self._loader = staged_loader(
+                self.snowflake_hook,
                 connection,
                 plan,
                 load_id,
-                file_size_mb=setting("ingest_file_size_mb", self.file_size_mb),
-                parallelism=setting("ingest_upload_parallelism", self.upload_parallelism),
-                connect=self.snowflake_hook.pooled_connection,
+                file_size_mb=self.file_size_mb,
+                upload_parallelism=self.upload_parallelism,
             )
             try:
                 summary = self._loader.load([self._loader.stage(extraction, COLUMNS)])

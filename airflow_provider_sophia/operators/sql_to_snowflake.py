@@ -31,6 +31,7 @@ from airflow_provider_sophia.identifiers import split_identifier
 from airflow_provider_sophia.ingest.pipeline import Loader, load_parts, run_load, stage_part
 from airflow_provider_sophia.ingest.plans import LoadPlan
 from airflow_provider_sophia.ingest.readers import ChunkReader, SourceQuery, connect_adbc_postgres, reader_for
+from airflow_provider_sophia.operators._staging import staged_loader
 from airflow_provider_sophia.settings import setting
 
 if TYPE_CHECKING:
@@ -158,28 +159,28 @@ class ChunkedSqlToSnowflakeOperator(BaseOperator):
             window=self._window(context),
             create_table=self.create_table,
         )
+        query = SourceQuery(
+            sql=self.sql,
+            table=self.source_table,
+            incremental_column=plan.incremental_column,
+            window=plan.window,
+        )
         parts = list(self.staged_parts or [])
         load_id = self._load_id(context, parts)
         with self.snowflake_hook.pooled_connection() as connection:
-            self._loader = Loader(
+            self._loader = staged_loader(
+                self.snowflake_hook,
                 connection,
                 plan,
                 load_id,
-                file_size_mb=setting("ingest_file_size_mb", self.file_size_mb),
-                parallelism=setting("ingest_upload_parallelism", self.upload_parallelism),
-                connect=self.snowflake_hook.pooled_connection,
+                file_size_mb=self.file_size_mb,
+                upload_parallelism=self.upload_parallelism,
                 progress_every=self.progress_every,
             )
             if self.staged_parts is not None:
                 result = load_parts(self._loader, parts).to_dict()
             else:
                 with self._open_reader() as reader:
-                    query = SourceQuery(
-                        sql=self.sql,
-                        table=self.source_table,
-                        incremental_column=plan.incremental_column,
-                        window=plan.window,
-                    )
                     if self.partition_index is None:
                         result = run_load(self._loader, reader, query).to_dict()
                     else:

@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_sophia.exceptions import PoolClosed, PoolTimeout
 from airflow_provider_sophia.pool import ConnectionPool, PoolConfig
 from tests.conftest import unique_name
+from tests.integration.pool_support import hammer
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -73,32 +74,11 @@ def make_pool(postgres_dsn: str) -> Iterator[MakePool]:
 def test_concurrent_acquisitions_are_exclusive_and_counted_exactly(make_pool: MakePool, admin: Any) -> None:
     pool = make_pool(min_size=1, max_size=8)
     threads, rounds = 32, 2_000
-    owners: dict[int, threading.Lock] = {}
-    owners_lock = threading.Lock()
-    failures: list[BaseException] = []
 
-    def hammer() -> None:
-        try:
-            for i in range(rounds):
-                with pool.connection(timeout=30) as conn:
-                    with owners_lock:
-                        owner = owners.setdefault(id(conn), threading.Lock())
-                    assert owner.acquire(blocking=False), "a connection was handed to two threads at once"
-                    try:
-                        if i % 500 == 0:
-                            assert conn.execute("SELECT 1").fetchone() == (1,)
-                    finally:
-                        owner.release()
-        except Exception as error:  # noqa: BLE001 - reported by the main thread
-            failures.append(error)
+    def check(conn: Any) -> None:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
-    workers = [threading.Thread(target=hammer) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-    assert not any(worker.is_alive() for worker in workers), "deadlock: workers still running"
-    assert failures == []
+    owners = hammer(pool, threads=threads, rounds=rounds, check=check, check_every=500, timeout=30)
     stats = pool.stats()
     assert stats.acquired_total == threads * rounds
     assert (stats.in_use, stats.waiting, stats.timeouts_total) == (0, 0, 0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from airflow_provider_sophia.hooks import snowflake_pool
 from airflow_provider_sophia.hooks.snowflake_pool import SnowflakePoolHook, rollback_open_transaction
 from airflow_provider_sophia.pool import ConnectionPool, PoolConfig, PooledConnection
 from tests.conftest import EmbeddedWarehouse, unique_name
+from tests.integration.pool_support import hammer
 
 pytestmark = pytest.mark.integration
 
@@ -66,32 +66,11 @@ def test_concurrent_acquisitions_on_real_sessions(warehouse: EmbeddedWarehouse) 
     with ConnectionPool(
         warehouse.connect, config, name="wh-concurrency", reset=rollback_open_transaction
     ) as pool:
-        owners: dict[int, threading.Lock] = {}
-        owners_lock = threading.Lock()
-        failures: list[Exception] = []
 
-        def hammer() -> None:
-            try:
-                for i in range(rounds):
-                    with pool.connection(timeout=60) as conn:
-                        with owners_lock:
-                            owner = owners.setdefault(id(conn), threading.Lock())
-                        assert owner.acquire(blocking=False), "a connection was handed to two threads at once"
-                        try:
-                            if i % 1_000 == 0:
-                                assert conn.cursor().execute("select 1").fetchone() == (1,)
-                        finally:
-                            owner.release()
-            except Exception as error:  # noqa: BLE001 - reported by the main thread
-                failures.append(error)
+        def check(conn: Any) -> None:
+            assert conn.cursor().execute("select 1").fetchone() == (1,)
 
-        workers = [threading.Thread(target=hammer) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(180)
-        assert not any(worker.is_alive() for worker in workers), "deadlock: workers still running"
-        assert failures == []
+        hammer(pool, threads=threads, rounds=rounds, check=check, check_every=1_000, timeout=60)
         stats = pool.stats()
         assert stats.acquired_total == threads * rounds
         assert (stats.in_use, stats.waiting, stats.timeouts_total) == (0, 0, 0)

@@ -1,0 +1,53 @@
+"""The concurrency check both real-connection pool suites run."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from airflow_provider_sophia.pool import ConnectionPool
+
+
+def hammer(
+    pool: ConnectionPool,
+    *,
+    threads: int,
+    rounds: int,
+    check: Callable[[Any], None],
+    check_every: int,
+    timeout: float,
+) -> set[int]:
+    """Acquire ``threads`` x ``rounds`` times concurrently; return the ids of connections seen.
+
+    Fails when a connection is handed to two threads at once, a worker raises, or a worker
+    is still running after ``timeout`` seconds (a deadlock). ``check(conn)`` runs a query
+    every ``check_every`` rounds.
+    """
+    owners: dict[int, threading.Lock] = {}
+    owners_lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for i in range(rounds):
+                with pool.connection(timeout=timeout) as conn:
+                    with owners_lock:
+                        owner = owners.setdefault(id(conn), threading.Lock())
+                    assert owner.acquire(blocking=False), "a connection was handed to two threads at once"
+                    try:
+                        if i % check_every == 0:
+                            check(conn)
+                    finally:
+                        owner.release()
+        except Exception as error:  # noqa: BLE001 - reported by the main thread
+            failures.append(error)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout * 4)
+    assert not any(worker.is_alive() for worker in workers), "deadlock: workers still running"
+    assert failures == []
+    return set(owners)
