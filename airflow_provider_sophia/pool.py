@@ -56,6 +56,18 @@ C = TypeVar("C")
 EXIT_CLOSE_TIMEOUT = 0.25
 
 
+#: :class:`PoolConfig` fields holding seconds (each a finite number a lock can wait for).
+_DURATIONS = (
+    "health_check_interval",
+    "acquire_timeout",
+    "max_idle",
+    "max_lifetime",
+    "validation_timeout",
+    "connect_backoff",
+    "connect_backoff_max",
+)
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     """Sizing and timing of a :class:`ConnectionPool`; durations are seconds.
@@ -89,6 +101,21 @@ class PoolConfig:
     connect_backoff_max: float = 10.0
 
     def __post_init__(self) -> None:
+        for option in ("min_size", "max_size"):
+            value = getattr(self, option)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"Pool {option}={value!r} must be an integer number of connections.")
+        for option in _DURATIONS:
+            value = getattr(self, option)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not value <= threading.TIMEOUT_MAX
+            ):
+                raise ValueError(
+                    f"Pool {option}={value!r} must be a finite number of seconds "
+                    f"(at most {threading.TIMEOUT_MAX:.0f})."
+                )
         if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
             raise ValueError(
                 f"Pool sizes min_size={self.min_size}, max_size={self.max_size} are invalid: "
@@ -340,7 +367,11 @@ class ConnectionPool(Generic[C]):
         if self._worker is None:
             self._ensure_worker()
         remaining = deadline - monotonic()
-        if not (waiter.lock.acquire(True, remaining) if remaining > 0 else waiter.lock.acquire(False)):
+        if not (
+            waiter.lock.acquire(True, min(remaining, threading.TIMEOUT_MAX))
+            if remaining > 0
+            else waiter.lock.acquire(False)
+        ):
             with self._lock:
                 timed_out = waiter.record is None and waiter.error is None
                 if timed_out:

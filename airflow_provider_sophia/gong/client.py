@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.gong.io"
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 EMPTY_RESULT = re.compile(r"\bno \w+ found\b", re.IGNORECASE)
+CALL_ID = re.compile(r"[0-9]{1,32}\Z")
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,41 @@ def _counts_for_breaker(error: BaseException) -> bool:
     return isinstance(error, (_ServerError, requests.RequestException))
 
 
-def _iso(value: datetime | str | None) -> str | None:
-    """Return a date-time as ISO-8601 (a naive datetime is taken as UTC); strings pass as given."""
-    if value is None or isinstance(value, str):
+def _iso(value: datetime | str | None, name: str) -> str | None:
+    """Return a date-time as ISO-8601 (a naive datetime is taken as UTC); valid ISO strings pass as given.
+
+    :raises ValueError: when ``value`` is neither a datetime nor ISO-8601 text (nothing is sent).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"{name}={value[:100]!r} is not an ISO-8601 date-time; use e.g. '2024-01-16T08:00:00Z'."
+            ) from None
         return value
+    if not isinstance(value, datetime):
+        raise ValueError(f"{name}={value!r} is a {type(value).__name__}, not a datetime or ISO-8601 text.")
     moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     return moment.isoformat()
+
+
+def _call_ids(call_ids: Iterable[str] | None) -> list[str] | None:
+    """Return ``call_ids`` as a list after checking each is a Gong call id (digits).
+
+    :raises ValueError: for a single string instead of a list, or an id that is not 1-32 digits.
+    """
+    if call_ids is None:
+        return None
+    if isinstance(call_ids, str | bytes):
+        raise ValueError(f"call_ids must be a list of call ids, got the string {call_ids[:100]!r}.")
+    ids = list(call_ids)
+    for call_id in ids:
+        if isinstance(call_id, bool) or not isinstance(call_id, str | int) or not CALL_ID.match(str(call_id)):
+            raise ValueError(f"Gong call id {call_id!r:.100} is not a call id (1 to 32 digits).")
+    return ids
 
 
 def _request_id(response: requests.Response) -> str | None:
@@ -474,7 +504,8 @@ class GongClient:
         :param content_selector: ``contentSelector`` of the extensive endpoint.
         :param cursor: resume at this cursor of batch ``batch``.
         :param batch: resume at this ``callIds`` batch.
-        :raises ValueError: for an unknown stream, or ``call_ids`` on a stream without them.
+        :raises ValueError: for an unknown stream, ``call_ids`` on a stream without them, a date
+            that is not ISO-8601 or a call id that is not digits (before any request).
         """
         if stream not in STREAMS:
             raise ValueError(f"Unknown Gong stream {stream!r}; expected one of {sorted(STREAMS)}.")
@@ -483,9 +514,9 @@ class GongClient:
         return PageIterator(
             self,
             stream,
-            _iso(from_datetime),
-            _iso(to_datetime),
-            call_ids=None if call_ids is None else list(call_ids),
+            _iso(from_datetime, "from_datetime"),
+            _iso(to_datetime, "to_datetime"),
+            call_ids=_call_ids(call_ids),
             content_selector=content_selector,
             cursor=cursor,
             batch=batch,

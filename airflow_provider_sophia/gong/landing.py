@@ -117,7 +117,10 @@ def parse_moment(value: Any, name: str) -> datetime | None:
     if not isinstance(value, datetime):
         raise ValueError(f"{name}={value!r} is a {type(value).__name__}, not a date-time or ISO-8601 text.")
     moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    utc = moment.astimezone(timezone.utc)
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{name}={value!r} is outside the range of UTC date-times.") from None
     return datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=timezone.utc)
 
 
@@ -195,16 +198,27 @@ def resolve_window(
         start_source = "from_datetime"
     elif interval_from is not None:
         widen = lookback if stream in LATE_STREAMS else timedelta(0)
-        start = interval_from - widen
+        start = _earlier(interval_from, widen)
         start_source = "data interval start" + (f" - lookback {widen}" if widen else "")
     else:
-        start, start_source = end - lookback, f"end - lookback {lookback} (no data interval)"
+        start, start_source = _earlier(end, lookback), f"end - lookback {lookback} (no data interval)"
     if start >= end:
         raise ValueError(
             f"The window of stream {stream!r} is empty: start {start.isoformat()} is not before end "
             f"{end.isoformat()}; check from_datetime / to_datetime."
         )
     return Window(start, end, f"{start_source} .. {end_source}")
+
+
+def _earlier(moment: datetime, span: timedelta) -> datetime:
+    """Return ``moment - span``, or raise :class:`ValueError` when that is before year 1."""
+    try:
+        return moment - span
+    except OverflowError:
+        raise ValueError(
+            f"The window start {moment.isoformat()} minus lookback {span} is before year 1; "
+            "use a smaller lookback or a later from_datetime."
+        ) from None
 
 
 def record_id(stream: str, record: Mapping[str, Any]) -> str:

@@ -78,6 +78,12 @@ class LoadPlan:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_namespace", split_identifier(self.target)[:-1])
+        for option in ("merge_keys", "compare_columns"):
+            if isinstance(getattr(self, option), str):
+                raise InvalidIdentifierError(
+                    f"{option} must be a list of column names, got the string {getattr(self, option)!r}; "
+                    f"use e.g. [{getattr(self, option)!r}]."
+                )
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.mode == "merge" and not self.merge_keys:

@@ -57,6 +57,7 @@ class SourceQuery:
     :param window: ``(start, end)``: rows with ``start <= incremental_column < end``.
     :param key_column: column the ``key_range`` applies to.
     :param key_range: ``(low, high)``: rows with ``low <= key_column < high``; ``None`` ends are open.
+    :raises InvalidIdentifierError: when ``table`` or a column is not a valid identifier.
     """
 
     sql: str | None = None
@@ -65,6 +66,13 @@ class SourceQuery:
     window: tuple[Any, Any] | None = None
     key_column: str | None = None
     key_range: tuple[Any, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.table is not None:
+            quote_identifier(self.table, upper=False)
+        for column in (self.incremental_column, self.key_column):
+            if column is not None:
+                quote_column(column, upper=False)
 
     def base_sql(self) -> str:
         """Return the unfiltered statement.
