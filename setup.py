@@ -16,6 +16,7 @@ VERSION = next(
 EXTRAS = {
     "postgres": ["apache-airflow-providers-postgres", "psycopg[binary]>=3.1", "adbc-driver-postgresql>=1.0"],
     "mysql": ["apache-airflow-providers-mysql", "pymysql"],
+    "sqlite": ["apache-airflow-providers-sqlite"],
     "redis": ["redis>=5"],
     "profiling": ["matplotlib>=3.7", "psutil>=5.9"],
 }
