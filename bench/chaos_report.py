@@ -10,7 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.scenarios import SCENARIOS, SEEDS
+from tests.chaos.scenarios import SCENARIOS, SEEDS, Services
+from tests.conftest import POSTGRES_DSN
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chaos_report.json"
 COLUMNS = (
@@ -24,9 +25,9 @@ COLUMNS = (
 )
 
 
-def summarize(name: str) -> dict[str, Any]:
+def summarize(name: str, services: Services) -> dict[str, Any]:
     """Run scenario ``name`` once per seed and return its table row."""
-    outcomes = [SCENARIOS[name](seed) for seed in SEEDS]
+    outcomes = [SCENARIOS[name].run(seed, services) for seed in SEEDS]
     return {
         "scenario": name,
         "runs": len(outcomes),
@@ -42,7 +43,8 @@ def summarize(name: str) -> dict[str, Any]:
 def main() -> None:
     """Run the scenarios, print the table and write the JSON."""
     logging.basicConfig(level=logging.ERROR)
-    rows = [summarize(name) for name in SCENARIOS]
+    services = Services(postgres_dsn=POSTGRES_DSN)  # SOPHIA_TEST_POSTGRES_DSN or the local service
+    rows = [summarize(name, services) for name in SCENARIOS]
     widths = [max(len(column), *(len(str(row[column])) for row in rows)) for column in COLUMNS]
     print(" | ".join(column.ljust(width) for column, width in zip(COLUMNS, widths, strict=True)))
     print("-|-".join("-" * width for width in widths))
