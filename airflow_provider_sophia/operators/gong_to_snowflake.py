@@ -311,16 +311,14 @@ class GongToSnowflakeOperator(BaseOperator):
             compare_columns=(CONTENT_HASH,),
         )
         ti = context["ti"]
-        load_id = f"{ti.dag_id}.{ti.task_id}.{context['run_id']}.{ti.map_index}.{ti.try_number}.{part}"
-        with self.snowflake_hook.pooled_connection() as connection:
-            self._loader = staged_loader(
-                self.snowflake_hook,
-                connection,
-                plan,
-                load_id,
-                file_size_mb=self.file_size_mb,
-                upload_parallelism=self.upload_parallelism,
-            )
+        load_id = f"{ti.dag_id}.{ti.task_id}.{context['run_id']}.{ti.map_index}.{part}"
+        with staged_loader(
+            self.snowflake_hook,
+            plan,
+            load_id,
+            file_size_mb=self.file_size_mb,
+            upload_parallelism=self.upload_parallelism,
+        ) as self._loader:
             try:
                 summary = self._loader.load([self._loader.stage(extraction, COLUMNS)])
             finally:

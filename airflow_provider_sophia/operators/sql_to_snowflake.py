@@ -167,16 +167,14 @@ class ChunkedSqlToSnowflakeOperator(BaseOperator):
         )
         parts = list(self.staged_parts or [])
         load_id = self._load_id(context, parts)
-        with self.snowflake_hook.pooled_connection() as connection:
-            self._loader = staged_loader(
-                self.snowflake_hook,
-                connection,
-                plan,
-                load_id,
-                file_size_mb=self.file_size_mb,
-                upload_parallelism=self.upload_parallelism,
-                progress_every=self.progress_every,
-            )
+        with staged_loader(
+            self.snowflake_hook,
+            plan,
+            load_id,
+            file_size_mb=self.file_size_mb,
+            upload_parallelism=self.upload_parallelism,
+            progress_every=self.progress_every,
+        ) as self._loader:
             if self.staged_parts is not None:
                 result = load_parts(self._loader, parts).to_dict()
             else:
