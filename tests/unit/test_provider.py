@@ -19,11 +19,11 @@ def test_entry_point_is_registered() -> None:
 
 def test_providers_manager_sees_the_provider_and_gong_connection_type() -> None:
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    manager = ProvidersManager()
-    provider = manager.providers["airflow-provider-sophia"]
+    provider = ProvidersManager().providers["airflow-provider-sophia"]
     assert provider.version == __version__
-    hook = manager.hooks["gong"]
+    hook = ProvidersManagerTaskRuntime().hooks["gong"]
     assert hook is not None
     assert hook.hook_class_name == "airflow_provider_sophia.hooks.gong.GongHook"
 
