@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("pool_bench", "gong_bench", "ingest_bench", "profiler_overhead")
+BENCHMARKS = ("pool_bench", "gong_bench", "ingest_bench", "profiler_overhead", "chaos_report", "soak")
 PROFILING = [
     "-m",
     "airflow_provider_sophia.profiling",
