@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -51,3 +52,26 @@ def hammer(
     assert not any(worker.is_alive() for worker in workers), "deadlock: workers still running"
     assert failures == []
     return set(owners)
+
+
+def report_from_fork(child: Callable[[], str]) -> list[str]:
+    """Run ``child()`` in a forked process; return the words of the report it returned.
+
+    The child leaves with ``os._exit`` (never running the parent's test machinery); the
+    parent fails when the child raised.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.write(write_end, child().encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    report = os.read(read_end, 4096).decode().split()
+    os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked child failed"
+    return report

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ import pytest
 from airflow_provider_sophia.exceptions import PoolClosed, PoolTimeout
 from airflow_provider_sophia.pool import ConnectionPool, PoolConfig
 from tests.conftest import unique_name
-from tests.integration.pool_support import hammer
+from tests.integration.pool_support import hammer, report_from_fork
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -177,28 +176,18 @@ def test_forked_child_starts_empty_and_never_touches_parent_connections(
     pool.wait(10)
     parent_backends = backends(admin, pool.name)
     held = pool.acquire()  # checked out across the fork, too
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running the parent's test machinery
-        status = 1
-        try:
-            before = pool.stats()
-            held.close()  # the parent's connection: must not be reset, returned or closed
-            with pool.connection(timeout=10) as conn:
-                child_backend = conn.info.backend_pid
-            report = f"{before.size} {before.idle} {before.in_use} {child_backend} {pool.stats().size}"
-            os.write(write_end, report.encode())
-            pool.close()
-            gc.collect()  # finalizers of inherited connections must not touch them either
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    report = os.read(read_end, 200).decode().split()
-    os.close(read_end)
-    assert os.waitstatus_to_exitcode(status) == 0
-    size, idle, in_use, child_backend, child_size = map(int, report)
+
+    def child() -> str:
+        before = pool.stats()
+        held.close()  # the parent's connection: must not be reset, returned or closed
+        with pool.connection(timeout=10) as conn:
+            child_backend = conn.info.backend_pid
+        report = f"{before.size} {before.idle} {before.in_use} {child_backend} {pool.stats().size}"
+        pool.close()
+        gc.collect()  # finalizers of inherited connections must not touch them either
+        return report
+
+    size, idle, in_use, child_backend, child_size = map(int, report_from_fork(child))
     assert (size, idle, in_use, child_size) == (0, 0, 0, 1)
     assert child_backend not in parent_backends
     # every parent connection still works, the one checked out across the fork included

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +16,7 @@ from airflow_provider_sophia.hooks import snowflake_pool
 from airflow_provider_sophia.hooks.snowflake_pool import SnowflakePoolHook, rollback_open_transaction
 from airflow_provider_sophia.pool import ConnectionPool, PoolConfig, PooledConnection
 from tests.conftest import EmbeddedWarehouse, unique_name
-from tests.integration.pool_support import hammer
+from tests.integration.pool_support import hammer, report_from_fork
 
 pytestmark = pytest.mark.integration
 
@@ -245,24 +244,14 @@ def test_forked_child_gets_its_own_sessions(snowflake_conn: str) -> None:
     hook.get_pool().wait(30)
     with hook.pooled_connection() as conn:
         parent_session = conn.rest.token
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            size_before = hook.get_pool().stats().size
-            with hook.pooled_connection() as conn:
-                child_session = conn.rest.token
-            os.write(write_end, f"{size_before} {child_session} {hook.get_first('select 5')[0]}".encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    report = os.read(read_end, 200).decode().split()
-    os.close(read_end)
-    assert os.waitstatus_to_exitcode(status) == 0
-    size_before, child_session, five = report
+
+    def child() -> str:
+        size_before = hook.get_pool().stats().size
+        with hook.pooled_connection() as conn:
+            child_session = conn.rest.token
+        return f"{size_before} {child_session} {hook.get_first('select 5')[0]}"
+
+    size_before, child_session, five = report_from_fork(child)
     assert (size_before, five) == ("0", "5")
     assert child_session != parent_session
     with hook.pooled_connection() as conn:
