@@ -3,8 +3,9 @@
 * :class:`RetryPolicy` bounds one logical request: at most ``max_attempts`` attempts,
   full-jitter exponential backoff capped by ``max_delay``, an optional overall deadline,
   and ``Retry-After`` (seconds or HTTP-date) honoured up to ``max_retry_after``.
-* :class:`RateLimiter` is a thread-safe token bucket that hands out future slots under
-  a lock and sleeps outside it, so waiters can neither deadlock nor hang unresolved.
+* :class:`RateLimiter` is a thread-safe token bucket ("N calls per window") that hands out
+  future slots under a lock and sleeps outside it, so waiters can neither deadlock nor
+  hang unresolved; a token held by a request counts until its response has arrived.
 * :class:`BreakerGuard` drives a :class:`pybreaker.CircuitBreaker` through its state
   API. ``CircuitBreaker.call()`` holds one lock for the whole wrapped call and so
   serialises every caller; the guard only takes the breaker's lock to record outcomes.
@@ -153,14 +154,21 @@ class RetryBudget:
 
 
 class RateLimiter:
-    """A thread-safe token bucket (GCRA): ``rate`` tokens per second, bursts of ``capacity``.
+    """A thread-safe token bucket of ``capacity`` tokens, each back ``capacity / rate`` s after use.
 
-    Each :meth:`acquire` reserves the earliest free slot under a short lock and then sleeps
-    outside it, so waiters are served in arrival order, never hold the lock while waiting,
-    and always wake up.
+    That allows at most ``capacity`` calls in any window of ``capacity / rate`` seconds, the
+    way an API counts "3 calls per second", and is strict enough for a server that counts
+    with a fixed window, a sliding window or a token bucket of the same size. Tokens are
+    reserved under a short lock and waited for outside it, so waiters are served in arrival
+    order, never hold the lock while waiting, and always wake up.
 
-    :param rate: tokens per second (> 0).
-    :param capacity: largest burst; 1 spaces requests evenly at ``1 / rate``.
+    :meth:`acquire` spends a token at once: its window starts when the call may start.
+    :meth:`slot` holds a token for a whole request and starts its window when the response
+    has arrived, so however long the network takes to deliver a request, the server never
+    sees more than ``capacity`` of them in one window.
+
+    :param rate: calls per second (> 0).
+    :param capacity: tokens (a whole number >= 1): the largest burst; 1 spaces calls at ``1 / rate``.
     :param clock: monotonic clock in seconds.
     :param sleep: sleeps a number of seconds.
     """
@@ -173,37 +181,49 @@ class RateLimiter:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if rate <= 0:
-            raise ValueError(f"rate must be positive tokens per second, got {rate!r}.")
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1 token, got {capacity!r}.")
+            raise ValueError(f"rate must be positive calls per second, got {rate!r}.")
+        if capacity < 1 or capacity != int(capacity):
+            raise ValueError(f"capacity must be a whole number of tokens >= 1, got {capacity!r}.")
         self.rate = rate
-        self.capacity = capacity
-        self._interval = 1.0 / rate
-        self._tolerance = (capacity - 1.0) * self._interval
+        self.capacity = int(capacity)
+        self.window = self.capacity / rate
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
-        self._next_free = clock()
+        self._changed = threading.Condition(threading.Lock())
+        self._ready_at = [clock()] * self.capacity  # math.inf while a slot holds the token
+
+    def _take(self, timeout: float | None, hold: bool) -> float | None:
+        """Reserve the earliest token; return the seconds until it may be used, ``None`` if too late."""
+        with self._changed:
+            now = self._clock()
+            deadline = None if timeout is None else now + timeout
+            while True:
+                token = min(range(self.capacity), key=self._ready_at.__getitem__)
+                start = max(now, self._ready_at[token])
+                if start < math.inf:
+                    if deadline is not None and start > deadline:
+                        return None
+                    self._ready_at[token] = math.inf if hold else start + self.window
+                    return start - now
+                # Every token is held by a request in flight: wait until one is given back.
+                if deadline is not None and now >= deadline:
+                    return None
+                self._changed.wait(None if deadline is None else deadline - now)
+                now = self._clock()
 
     def reserve(self, timeout: float | None = None) -> float | None:
         """Reserve one token; return the seconds to wait for it, or ``None`` (nothing reserved).
 
         :param timeout: longest acceptable wait; ``None`` accepts any wait.
         """
-        with self._lock:
-            now = self._clock()
-            wait = max(0.0, self._next_free - self._tolerance - now)
-            if timeout is not None and wait > timeout:
-                return None
-            self._next_free = max(self._next_free, now) + self._interval
-            return wait
+        return self._take(timeout, hold=False)
 
     def acquire(self, timeout: float | None = None) -> bool:
         """Wait for one token; return ``True`` when taken, ``False`` when it would take over ``timeout``.
 
-        A ``False`` result returns at once and consumes nothing.
+        A ``False`` result consumes nothing.
 
-        :param timeout: longest wait in seconds; ``None`` waits as long as the slot requires.
+        :param timeout: longest wait in seconds; ``None`` waits as long as the token requires.
         """
         wait = self.reserve(timeout)
         if wait is None:
@@ -211,6 +231,27 @@ class RateLimiter:
         if wait > 0:
             self._sleep(wait)
         return True
+
+    @contextlib.contextmanager
+    def slot(self, timeout: float | None = None) -> Iterator[bool]:
+        """Hold one token for the block; yield ``False`` (holding nothing) if it takes over ``timeout``.
+
+        The token's window starts when the block exits, however it exits.
+
+        :param timeout: longest wait in seconds; ``None`` waits as long as the token requires.
+        """
+        wait = self._take(timeout, hold=True)
+        if wait is None:
+            yield False
+            return
+        try:
+            if wait > 0:
+                self._sleep(wait)
+            yield True
+        finally:
+            with self._changed:
+                self._ready_at[self._ready_at.index(math.inf)] = self._clock() + self.window
+                self._changed.notify_all()
 
 
 class CircuitOpenError(Exception):

@@ -25,7 +25,11 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "gong_max_attempts": (5, "Attempts per Gong request, the first included."),
     "gong_base_delay": (1.0, "Base delay (seconds) of the exponential backoff between Gong retries."),
     "gong_max_delay": (60.0, "Cap (seconds) of one backoff delay between Gong retries."),
-    "gong_rate_limit_per_second": (3.0, "Client-side request rate limit towards Gong."),
+    "gong_rate_limit_per_second": (
+        3.0,
+        "Client-side request rate towards Gong: that many calls in any one-second window, each "
+        "counted until its response has arrived.",
+    ),
     "gong_timeout": (60.0, "Read timeout (seconds) of one Gong request."),
     "gong_max_retry_after": (300.0, "Longest Retry-After (seconds) the client sleeps; longer raises."),
     "ingest_chunk_size": (5000, "Rows per chunk read from a source database."),

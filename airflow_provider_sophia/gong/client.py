@@ -1,14 +1,17 @@
 """A Gong REST v2 client that never retries forever and never hammers a sick upstream.
 
 Every request is bounded by a :class:`~airflow_provider_sophia.resilience.RetryPolicy`,
-spaced by a token-bucket :class:`~airflow_provider_sophia.resilience.RateLimiter` (so a
-healthy run never sees a 429) and guarded by a circuit breaker that counts 5xx and
+held to Gong's calls-per-second window by a :class:`~airflow_provider_sophia.resilience.RateLimiter`
+(so a healthy run never sees a 429) and guarded by a circuit breaker that counts 5xx and
 network failures only. Lists stream page by page; a :class:`PageIterator` tells where
-to resume (``cursor`` and ``batch``) after an error such as :class:`GongRateLimited`.
+to resume (``cursor`` and ``batch``) after an error such as :class:`GongRateLimited`, and
+:meth:`GongClient.iter_pages_parallel` pages time slices at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import random
 import re
@@ -34,6 +37,7 @@ from airflow_provider_sophia.exceptions import (
     GongRateLimited,
     GongRetryExhausted,
 )
+from airflow_provider_sophia.gong.parallel import interleave
 from airflow_provider_sophia.resilience import (
     BreakerGuard,
     CircuitOpenError,
@@ -158,6 +162,26 @@ def _iso(value: datetime | str | None, name: str) -> str | None:
     return moment.isoformat()
 
 
+def _moment(value: datetime | str, name: str) -> datetime:
+    """Return a date-time (datetime or ISO-8601 text) as an aware datetime; naive means UTC."""
+    moment = datetime.fromisoformat(str(_iso(value, name)))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _time_slices(from_datetime: datetime | str, to_datetime: datetime | str, slices: int) -> list[str]:
+    """Return ``slices + 1`` ISO-8601 edges cutting ``[from_datetime, to_datetime)`` into equal slices.
+
+    :raises ValueError: for ``slices`` below 1, or a window that is empty or not ISO-8601.
+    """
+    if slices < 1:
+        raise ValueError(f"slices must be at least 1, got {slices!r}.")
+    start, end = _moment(from_datetime, "from_datetime"), _moment(to_datetime, "to_datetime")
+    if end <= start:
+        raise ValueError(f"The window [{start.isoformat()}, {end.isoformat()}) is empty.")
+    step = (end - start) / slices
+    return [(start + step * index).isoformat() for index in range(slices)] + [end.isoformat()]
+
+
 def _call_ids(call_ids: Iterable[str] | None) -> list[str] | None:
     """Return ``call_ids`` as a list after checking each is a Gong call id (digits).
 
@@ -191,7 +215,9 @@ class GongClient:
     :param max_attempts: attempts per request, the first included.
     :param base_delay: base of the full-jitter exponential backoff (seconds).
     :param max_delay: cap of one backoff delay (seconds).
-    :param rate_limit_per_second: client-side request rate; ``None`` or 0 disables the limiter.
+    :param rate_limit_per_second: client-side request rate, counted the way Gong counts it: that
+        many calls in any one-second window, each until its response has arrived; ``None`` or 0
+        disables the limiter.
     :param timeout: read timeout of one attempt (seconds).
     :param max_retry_after: longest ``Retry-After`` slept; a longer one raises :class:`GongRateLimited`.
     :param breaker: a :class:`pybreaker.CircuitBreaker` to use as given; ``None`` builds one.
@@ -255,7 +281,8 @@ class GongClient:
         self.connect_timeout = min(connect_timeout, timeout)
         self.call_id_batch_size = call_id_batch_size
         if rate_limiter is None and rate_limit_per_second:
-            rate_limiter = RateLimiter(rate_limit_per_second)
+            # Gong counts calls per second: allow one second's calls in any one-second window.
+            rate_limiter = RateLimiter(rate_limit_per_second, capacity=max(1, int(rate_limit_per_second)))
         self.rate_limiter = rate_limiter
         if breaker is None:
             name = breaker_name or f"sophia:gong:{parts.netloc}"
@@ -341,17 +368,11 @@ class GongClient:
         malformed_retried = False
         while True:
             self._raise_if_open(endpoint)
-            if self.rate_limiter is not None and not self.rate_limiter.acquire(budget.remaining()):
-                raise GongRetryExhausted(
-                    f"Gong {endpoint}: the deadline of {self.policy.deadline}s passes before the rate "
-                    f"limiter allows another attempt ({budget.attempts} made).",
-                    budget.attempts,
-                    None,
-                )
-            budget.attempts += 1
-            self._count(requests=1, retries=int(budget.attempts > 1))
             try:
-                response = self._send(method, path, params, json, budget)
+                with self._rate_slot(endpoint, budget):
+                    budget.attempts += 1
+                    self._count(requests=1, retries=int(budget.attempts > 1))
+                    response = self._send(method, path, params, json, budget)
                 return self._interpret(response, endpoint)
             except CircuitOpenError as error:
                 self._count(circuit_rejections=1)
@@ -364,6 +385,22 @@ class GongClient:
             except _Transient as error:
                 transient = error
             self._wait_before_retry(endpoint, budget, transient)
+
+    @contextlib.contextmanager
+    def _rate_slot(self, endpoint: str, budget: RetryBudget) -> Iterator[None]:
+        """Hold a rate-limiter token for one attempt (its window starts when the response is in)."""
+        if self.rate_limiter is None:
+            yield
+            return
+        with self.rate_limiter.slot(budget.remaining()) as granted:
+            if not granted:
+                raise GongRetryExhausted(
+                    f"Gong {endpoint}: the deadline of {self.policy.deadline}s passes before the rate "
+                    f"limiter allows another attempt ({budget.attempts} made).",
+                    budget.attempts,
+                    None,
+                )
+            yield
 
     def _send(
         self,
@@ -521,6 +558,40 @@ class GongClient:
             cursor=cursor,
             batch=batch,
         )
+
+    def iter_pages_parallel(
+        self,
+        stream: str,
+        from_datetime: datetime | str,
+        to_datetime: datetime | str | None = None,
+        *,
+        slices: int = 3,
+        content_selector: dict[str, Any] | None = None,
+    ) -> Iterator[Page]:
+        """Yield the pages of ``stream`` in ``[from_datetime, to_datetime)``, fetched as time slices at once.
+
+        The window is cut into ``slices`` equal half-open slices, each paged by its own thread.
+        They share this client's rate limiter and breaker, so while one slice backs off after
+        a 5xx or waits for a slow page, the others use the allowed rate. Pages arrive in no
+        particular order, every record once; at most ``slices`` pages wait in memory. The
+        first error stops every slice and is raised; use :meth:`iter_pages` when a run must
+        resume at a cursor.
+
+        :param stream: ``calls``, ``calls_extensive`` or ``transcripts``.
+        :param from_datetime: calls started at or after this.
+        :param to_datetime: calls started before this; now by default.
+        :param slices: how many slices are fetched at once (>= 1).
+        :param content_selector: ``contentSelector`` of the extensive endpoint.
+        :raises ValueError: for ``users``, an empty window or ``slices`` below 1 (before any request).
+        """
+        if stream == "users":
+            raise ValueError("Gong users have no date filter; page them with iter_pages('users').")
+        edges = _time_slices(from_datetime, to_datetime or datetime.now(timezone.utc), slices)
+        pages = [
+            self.iter_pages(stream, start, end, content_selector=content_selector)
+            for start, end in itertools.pairwise(edges)
+        ]
+        return interleave(pages, name=f"sophia-gong-{stream}")
 
     def iter_users(self) -> Iterator[dict[str, Any]]:
         """Yield every user, page by page."""

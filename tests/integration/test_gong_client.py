@@ -6,6 +6,7 @@ import itertools
 import logging
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -104,6 +105,53 @@ def test_transcripts_batch_call_ids(sim: GongSimulator) -> None:
     assert ids(transcripts, "callId") == call_ids
     bodies = [entry["json"] for entry in sim.requests(path="/v2/calls/transcript")]
     assert [len(body["filter"]["callIds"]) for body in bodies] == [100, 100, 50]
+
+
+def test_time_slices_at_once_give_every_record_exactly_once_under_20_percent_503s(
+    sim: GongSimulator,
+) -> None:
+    sim.add_fault(Fault("status", status=503, rate=0.2))
+    client = make_client(sim, max_attempts=8)
+    pages = list(client.iter_pages_parallel("calls_extensive", FROM, TO, slices=3))
+    fetched = [record["metaData"]["id"] for page in pages for record in page.records]
+    assert sorted(fetched) == sorted(ids(sim.data.select("calls")))
+    log = sim.requests()
+    filters = [entry["json"]["filter"] for entry in log]
+    windows = [(window["fromDateTime"], window["toDateTime"]) for window in filters]
+    assert sorted(set(windows)) == [
+        ("2024-01-01T00:00:00+00:00", "2024-01-11T08:00:00+00:00"),
+        ("2024-01-11T08:00:00+00:00", "2024-01-21T16:00:00+00:00"),
+        ("2024-01-21T16:00:00+00:00", "2024-02-01T00:00:00+00:00"),
+    ]
+    assert len(set(windows[:3])) == 3  # every slice asked for its first page before any second one
+    assert Counter(entry["status"] for entry in log)[503] > 0
+
+
+def test_a_failing_time_slice_stops_the_others_and_raises(sim: GongSimulator) -> None:
+    sim.add_fault(Fault("latency", latency=0.2))
+    sim.add_fault(Fault("status", status=401, count=1))
+    client = make_client(sim)
+    with pytest.raises(GongAuthError):
+        list(client.iter_pages_parallel("calls", FROM, TO, slices=3))
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("sophia-gong-")]
+    assert len(sim.requests()) <= 6  # each slice stopped after the page it was fetching
+
+
+@pytest.mark.parametrize(
+    ("stream", "window", "slices"),
+    [
+        ("users", (FROM, TO), 3),
+        ("calls", (FROM, TO), 0),
+        ("calls", (TO, FROM), 2),
+        ("calls", ("soon", TO), 2),
+    ],
+)
+def test_time_slices_reject_bad_input_before_any_request(
+    sim: GongSimulator, stream: str, window: tuple[str, str], slices: int
+) -> None:
+    with pytest.raises(ValueError):
+        make_client(sim).iter_pages_parallel(stream, *window, slices=slices)
+    assert sim.requests() == []
 
 
 def test_no_calls_found_is_an_empty_result(sim: GongSimulator) -> None:
@@ -321,7 +369,9 @@ def test_no_429_in_60_pages_at_3_rps_while_a_naive_client_gets_429s() -> None:
     assert sum(len(page.records) for page in pages) == 6000
     assert [entry["status"] for entry in log] == [200] * 60
     assert client.stats().throttled == 0
-    assert 59 / 3.0 - 0.1 <= elapsed < 59 / 3.0 + 3.0
+    arrivals = [entry["time"] for entry in log]
+    assert max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals) <= 3
+    assert 57 / 3.0 - 0.1 <= elapsed < 59 / 3.0 + 3.0  # bursts of 3, one second apart
 
 
 # --- secrets and the simulator's own interfaces ------------------------------------

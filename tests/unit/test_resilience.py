@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -107,32 +108,91 @@ def test_limiter_timeout_returns_false_at_once_and_takes_nothing() -> None:
     assert limiter.acquire(timeout=0)
 
 
-def test_limiter_threads_share_the_rate_without_deadlock() -> None:
-    limiter = RateLimiter(rate=50.0)
-    done: list[float] = []
+def times_of_calls(threads: int, calls: int, call: Callable[[], float]) -> list[float]:
+    """Run ``call`` ``calls`` times on each of ``threads`` threads; return the times it returned, sorted."""
+    ended: list[float] = []
     lock = threading.Lock()
 
     def worker() -> None:
-        for _ in range(5):
-            limiter.acquire()
+        for _ in range(calls):
+            moment = call()
             with lock:
-                done.append(time.monotonic())
+                ended.append(moment)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    started = time.monotonic()
-    for thread in threads:
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in workers:
         thread.start()
-    for thread in threads:
+    for thread in workers:
         thread.join(timeout=5)
-    assert not any(thread.is_alive() for thread in threads), "a waiter hung"
-    assert len(done) == 40
-    assert time.monotonic() - started >= 39 / 50.0 - 0.02
-    done.sort()
+    assert not any(thread.is_alive() for thread in workers), "a waiter hung"
+    assert len(ended) == threads * calls
+    return sorted(ended)
+
+
+def test_limiter_threads_share_the_rate_without_deadlock() -> None:
+    limiter = RateLimiter(rate=50.0)
+
+    def acquire() -> float:
+        limiter.acquire()
+        return time.monotonic()
+
+    started = time.monotonic()
+    done = times_of_calls(8, 5, acquire)
+    assert done[-1] - started >= 39 / 50.0 - 0.02
     # In any 0.2 s window at most 0.2 x rate (+1 for the window edge) acquisitions happen.
     assert max(sum(1 for t in done if start <= t < start + 0.2) for start in done) <= 11
 
 
-@pytest.mark.parametrize("kwargs", [{"rate": 0.0}, {"rate": 1.0, "capacity": 0.5}])
+def test_limiter_allows_capacity_calls_per_window_then_waits_a_whole_window() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=3.0, capacity=3, clock=lambda: now[0], sleep=lambda seconds: None)
+    assert [limiter.reserve() for _ in range(4)] == [0.0, 0.0, 0.0, 1.0]
+    now[0] = 0.5
+    assert limiter.reserve() == pytest.approx(0.5)  # the second token is back at 1.0
+
+
+def test_limiter_slot_window_starts_when_the_response_arrives() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=1.0, clock=lambda: now[0], sleep=lambda seconds: None)
+    with limiter.slot() as granted:
+        assert granted
+        now[0] = 2.5  # a slow request: the server may have counted it only now
+    assert limiter.reserve(timeout=0) is None
+    assert limiter.reserve() == pytest.approx(1.0)  # one window after the response
+
+
+def test_limiter_slot_in_flight_blocks_until_given_back_even_after_an_error() -> None:
+    limiter = RateLimiter(rate=1000.0)
+
+    def request_that_fails() -> None:
+        with limiter.slot():
+            with limiter.slot(timeout=0.05) as second:
+                assert second is False  # the only token is held by the request in flight
+            raise Boom
+
+    with pytest.raises(Boom):
+        request_that_fails()
+    with limiter.slot(timeout=0.05) as third:
+        assert third  # the error gave the token back
+
+
+def test_limiter_slot_threads_never_exceed_capacity_in_a_window() -> None:
+    limiter = RateLimiter(rate=40.0, capacity=4)
+
+    def request() -> float:
+        with limiter.slot():
+            started = time.monotonic()
+            time.sleep(0.005)
+        return started
+
+    starts = times_of_calls(6, 4, request)
+    # A token is back 0.1 s after a call that took >= 5 ms: at most 4 calls start within 0.105 s.
+    assert max(sum(1 for t in starts if start <= t < start + 0.105) for start in starts) <= 4
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"rate": 0.0}, {"rate": 1.0, "capacity": 0.5}, {"rate": 1.0, "capacity": 2.5}]
+)
 def test_limiter_rejects_bad_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RateLimiter(**kwargs)
