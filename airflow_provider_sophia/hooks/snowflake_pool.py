@@ -182,10 +182,16 @@ class SnowflakePoolHook(SophiaSnowflakeHook):
             ) from None
 
     def get_pool(self) -> ConnectionPool[Any]:
-        """Return this process's pool for the connection id, session arguments and pool settings."""
+        """Return this process's pool for the connection id, session arguments and pool settings.
+
+        :raises ValueError: when the connection's settings cannot work (for example a private
+            key that does not load with its passphrase), at once instead of after the pool's
+            connect retries ran into ``pool_acquire_timeout``.
+        """
         if self._pool is not None and not self._pool.closed:
             return self._pool
         config = self.pool_config()
+        self._get_conn_params()  # resolves and checks every setting, the private key included
         session = json.dumps([getattr(self, name) for name in SESSION_ARGUMENTS], sort_keys=True, default=str)
         key = (self.get_conn_id(), session, config)
         with self._pools_lock:

@@ -200,6 +200,17 @@ def test_invalid_extra_names_the_connection_and_value(pool_conn: Callable[..., s
         SnowflakePoolHook(snowflake_conn_id=conn_id).pool_config()
 
 
+def test_private_key_that_does_not_load_fails_at_once(
+    pool_conn: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nbm90IGEga2V5\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    conn_id = pool_conn(private_key_content=key, pool_acquire_timeout=30)
+    started = time.monotonic()
+    with pytest.raises(ValueError):
+        SnowflakePoolHook(snowflake_conn_id=conn_id).get_first("SELECT 1")
+    assert time.monotonic() - started < 5.0  # not after 30 s of connect retries
+
+
 def test_one_pool_per_connection_and_settings(pool_conn: Callable[..., str]) -> None:
     conn_id = pool_conn(pool_min_size=0)
     first = SnowflakePoolHook(snowflake_conn_id=conn_id).get_pool()

@@ -1,10 +1,11 @@
-"""No secret leaks: the Gong secret, its Basic auth header and the Snowflake password are nowhere.
+"""No secret leaks: the Gong secret, its Basic auth header, the Snowflake password and key are nowhere.
 
 A DAG of our operators runs with ``dag.test()`` (real Airflow task logging) against the Gong
 simulator, which accepts only a distinctive secret, and the embedded warehouse, whose
-connection carries a distinctive password (the emulator ignores it). Everything written
-under ``$AIRFLOW_HOME`` during the run (``dag.test()`` logs in-process, not to task log
-files), captured stdout/stderr, log records, XCom values and
+connection carries a private key encrypted with a distinctive password (key-pair
+authentication, where the password is the key's passphrase; the emulator accepts any
+login). Everything written under ``$AIRFLOW_HOME`` during the run (``dag.test()`` logs
+in-process, not to task log files), captured stdout/stderr, log records, XCom values and
 the messages of the errors bad credentials raise are scanned for every form of the secrets.
 """
 
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 from airflow.sdk import DAG, task
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from airflow_provider_sophia.exceptions import GongAuthError
 from airflow_provider_sophia.gong.client import GongClient
@@ -38,6 +41,15 @@ run_dag = profiling_fixtures.run_dag
 ACCESS_KEY = "sophia-test-key"
 GONG_SECRET = "GongS3cret-" + os.urandom(6).hex()
 SNOWFLAKE_PASSWORD = "SfPassw0rd-" + os.urandom(6).hex()
+PRIVATE_KEY_PEM = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(SNOWFLAKE_PASSWORD.encode()),
+    )
+    .decode()
+)
 
 
 def secret_forms() -> dict[str, str]:
@@ -49,6 +61,8 @@ def secret_forms() -> dict[str, str]:
         "basic auth header": f"Basic {basic}",
         "gong secret base64": base64.b64encode(GONG_SECRET.encode()).decode().rstrip("="),
         "snowflake password": SNOWFLAKE_PASSWORD,
+        # Any 64-character line of the PEM body would identify the key.
+        **{f"private key line {n}": line for n, line in enumerate(PRIVATE_KEY_PEM.splitlines()[1:-2])},
     }
 
 
@@ -78,6 +92,7 @@ def sim(warehouse: EmbeddedWarehouse, monkeypatch: pytest.MonkeyPatch) -> Iterat
             "extra": {"rate_limit_per_second": 0, "base_delay": 0.01, "max_attempts": 3},
         }
         snowflake = warehouse.airflow_connection() | {"password": SNOWFLAKE_PASSWORD}
+        snowflake["extra"] = snowflake.get("extra", {}) | {"private_key_content": PRIVATE_KEY_PEM}
         monkeypatch.setenv("AIRFLOW_CONN_GONG_DEFAULT", json.dumps(gong))
         monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(snowflake))
         yield sim
@@ -122,6 +137,7 @@ def test_dag_run_leaks_no_secret(
     summary = json.loads(out.read_text())
     assert summary["records"] == 60
     assert sim.requests()  # the secret was really used
+    assert SnowflakePoolHook()._get_conn_params()["private_key"]  # so was the key (key-pair login)
     assert_clean("XCom", out.read_text())
     captured = capfd.readouterr()
     assert_clean("stdout", captured.out)
