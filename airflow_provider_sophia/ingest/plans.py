@@ -9,12 +9,14 @@
   loaded table. (``ALTER TABLE ... SWAP WITH`` would also be atomic in Snowflake, but it is
   DDL, which commits on its own, and the embedded warehouse does not parse it.)
 * ``merge`` -- upsert on ``merge_keys``; among staged rows of one key the latest wins (by
-  ``incremental_column`` when given, then by stream order). ``compare_columns`` limits
-  rewrites to rows where one of them changed (e.g. a content hash). It runs as a DELETE of
-  the matched (changed) rows plus an INSERT of the latest staged rows whose key is then
-  absent, in one transaction: the embedded warehouse cannot run ``MERGE`` inside an
-  explicit transaction, and this form is atomic in both. Target columns the source does
-  not have are reset to NULL on rewritten rows.
+  ``incremental_column`` when given, then by stream order), and with ``incremental_column``
+  a staged row older than the target's row of its key leaves that row alone, so a late
+  backfill or an overlapping run that commits last never moves a row back in time.
+  ``compare_columns`` limits rewrites to rows where one of them changed (e.g. a content
+  hash). It runs as a DELETE of the matched (changed) rows plus an INSERT of the latest
+  staged rows whose key is then absent, in one transaction: the embedded warehouse cannot
+  run ``MERGE`` inside an explicit transaction, and this form is atomic in both. Target
+  columns the source does not have are reset to NULL on rewritten rows.
 
 DDL (target, staging table, ledger) runs before ``BEGIN``: Snowflake DDL commits on its own.
 """
@@ -159,9 +161,11 @@ class LoadPlan:
         src, tgt, new = quote_name("SRC"), quote_name("T"), quote_name("S")
         keys = [quote_name(resolve_column(specs, key).target) for key in self.merge_keys]
         order = [f"{src}.{quote_name(ROW_COLUMN)} DESC"]
+        not_older = ""
         if self.incremental_column:
             latest_first = quote_name(resolve_column(specs, self.incremental_column).target)
             order.insert(0, f"{src}.{latest_first} DESC NULLS LAST")
+            not_older = f" AND NOT COALESCE({tgt}.{latest_first} > {new}.{latest_first}, FALSE)"
         partition = ", ".join(f"{src}.{key}" for key in keys)
         latest = (
             f"(SELECT {select} FROM {staging} AS {src} QUALIFY ROW_NUMBER() OVER "  # noqa: S608
@@ -170,7 +174,7 @@ class LoadPlan:
         same_key = " AND ".join(f"{new}.{key} = {tgt}.{key}" for key in keys)
         compare = [quote_name(resolve_column(specs, name).target) for name in self.compare_columns]
         changed = " OR ".join(f"{tgt}.{name} IS DISTINCT FROM {new}.{name}" for name in compare)
-        condition = f"{same_key} AND ({changed})" if changed else same_key
+        condition = (f"{same_key} AND ({changed})" if changed else same_key) + not_older
         names = [quote_name(spec.target) for spec in specs]
         target = self.quoted_target
         columns, values = ", ".join(names), ", ".join(f"{new}.{name}" for name in names)

@@ -180,6 +180,10 @@ def test_merge_updates_changed_rows_and_latest_row_per_key_wins(
     # a rerun of the same merge changes nothing
     run_small(postgres_dsn, warehouse, wh, "m2", SourceQuery(sql=sql), **plan)
     assert wh.cursor().execute(f'SELECT "ID", "NAME" FROM "{target}" ORDER BY "ID"').fetchall() == rows
+    # an older extraction committing last (a backfill, an overlapping run) moves nothing back
+    older = f"SELECT id, 'older' AS name, updated_at - interval '1 hour' AS updated_at FROM \"{small_table}\""
+    run_small(postgres_dsn, warehouse, wh, "m3", SourceQuery(sql=older), **plan)
+    assert wh.cursor().execute(f'SELECT "ID", "NAME" FROM "{target}" ORDER BY "ID"').fetchall() == rows
 
 
 def test_replace_swaps_the_whole_table(

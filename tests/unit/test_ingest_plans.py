@@ -59,7 +59,10 @@ def test_merge_keeps_latest_row_per_key_and_skips_unchanged() -> None:
     assert latest in delete
     assert latest in insert
     assert delete.startswith('DELETE FROM "ORDERS" AS "T" WHERE EXISTS')
-    assert delete.endswith('WHERE "S"."ID" = "T"."ID" AND ("T"."HASH" IS DISTINCT FROM "S"."HASH"))')
+    assert delete.endswith(
+        'WHERE "S"."ID" = "T"."ID" AND ("T"."HASH" IS DISTINCT FROM "S"."HASH") '
+        'AND NOT COALESCE("T"."UPDATED_AT" > "S"."UPDATED_AT", FALSE))'
+    )
     assert insert.endswith('WHERE NOT EXISTS (SELECT 1 FROM "ORDERS" AS "T" WHERE "S"."ID" = "T"."ID")')
 
 
