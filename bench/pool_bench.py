@@ -24,7 +24,6 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import queue
 import statistics
 import threading
@@ -41,6 +40,7 @@ from sqlalchemy import event
 from sqlalchemy.pool import QueuePool
 
 from airflow_provider_sophia.pool import ConnectionPool, PoolConfig
+from bench.environment import environment
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pool_bench.json"
 DEFAULT_DSN = os.environ.get("SOPHIA_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -337,16 +337,12 @@ def main(argv: list[str] | None = None) -> None:
     payload = {
         "benchmark": "pool_bench",
         "created_at": datetime.now(timezone.utc).isoformat(),
-        "environment": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "psycopg": psycopg.__version__,
-            "psycopg_pool": psycopg_pool.__version__,
-            "sqlalchemy": sqlalchemy.__version__,
-        },
+        "environment": environment(
+            load_before,
+            psycopg=psycopg.__version__,
+            psycopg_pool=psycopg_pool.__version__,
+            sqlalchemy=sqlalchemy.__version__,
+        ),
         "parameters": {
             "size": SIZE,
             "threads": THREADS,

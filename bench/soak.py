@@ -32,7 +32,6 @@ import itertools
 import json
 import logging
 import os
-import platform
 import sys
 import threading
 import time
@@ -52,6 +51,7 @@ from airflow_provider_sophia.gong.simulator import Fault, GongSimulator, Setting
 from airflow_provider_sophia.pool import ConnectionPool, PoolConfig
 from airflow_provider_sophia.profiling.histogram import LatencyHistogram
 from airflow_provider_sophia.profiling.memory import current_rss
+from bench.environment import environment
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
 DEFAULT_DSN = os.environ.get("SOPHIA_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -479,15 +479,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mode": "quick" if args.quick else "full",
         "runtime_seconds": round(runtime, 1),
         "all_checks_held": ok,
-        "environment": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "psycopg": psycopg.__version__,
-            "psutil": psutil.__version__,
-        },
+        "environment": environment(load_before, psycopg=psycopg.__version__, psutil=psutil.__version__),
         "parameters": {
             "pool": {
                 "ops": args.ops,
