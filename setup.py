@@ -19,6 +19,7 @@ EXTRAS = {
     "sqlite": ["apache-airflow-providers-sqlite"],
     "redis": ["redis>=5"],
     "profiling": ["matplotlib>=3.7", "psutil>=5.9"],
+    "openlineage": ["apache-airflow-providers-openlineage"],
 }
 #: only for `make bench`: the alternatives our benchmarks compare against.
 BENCH = ["dlt[parquet,sql_database]>=1.0"]
