@@ -105,18 +105,21 @@ def _raw_copy(table: str, **_: Any) -> int:
 
 
 def _to_parquet(reader: Any, table: str) -> int:
-    import pyarrow.parquet as pq
-
+    """Stage ``table`` through ``reader`` into local parquet files as a load does, minus the PUT."""
     from airflow_provider_sophia.ingest import SourceQuery
+    from airflow_provider_sophia.ingest.staging import ParquetFiles
 
     rows = 0
     reader.open(SourceQuery(table=table))
     with tempfile.TemporaryDirectory() as tmp:
-        writer = pq.ParquetWriter(os.path.join(tmp, "out.parquet"), reader.schema, compression="snappy")
-        for batch in reader.chunks():
-            writer.write_batch(batch)
-            rows += batch.num_rows
-        writer.close()
+        files = ParquetFiles(tmp, reader.schema, lambda path, _: os.remove(path))
+        try:
+            for batch in reader.chunks():
+                files.write(batch)
+                rows += batch.num_rows
+            files.close()
+        finally:
+            files.abort()
     return rows
 
 

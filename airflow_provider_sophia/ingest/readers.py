@@ -45,6 +45,8 @@ from airflow_provider_sophia.ingest.types import (
 log = logging.getLogger(__name__)
 
 Placeholder = Callable[[int], str]
+#: ADBC PostgreSQL statement option: the (estimated) size of each streamed batch.
+ADBC_BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
 
 
 @dataclass(frozen=True)
@@ -224,13 +226,15 @@ class AdbcPostgresReader(ChunkReader):
     """PostgreSQL through an ADBC connection's Arrow record-batch stream.
 
     ``batch_size`` does not apply (the stream is binary ``COPY``); batches are re-cut to
-    ``chunk_size`` rows.
+    ``chunk_size`` rows. Numeric columns are read as text (see :func:`_numerics_as_text`).
 
     :param connection: an ``adbc_driver_postgresql.dbapi`` connection.
     """
 
     placeholder = staticmethod(lambda index: f"${index}")
     percent_escaped = False
+    #: size of the stream's batches: small enough to keep memory low and staging busy early.
+    stream_batch_bytes = 4 * 1024 * 1024
 
     def __init__(self, connection: Any, *, chunk_size: int = 5000, batch_size: int = 1000) -> None:
         super().__init__(connection, chunk_size=chunk_size, batch_size=batch_size)
@@ -239,9 +243,11 @@ class AdbcPostgresReader(ChunkReader):
     def open(self, query: SourceQuery) -> list[ColumnSpec]:
         sql, params = self._render(query)
         self._cursor = self.connection.cursor()
-        self._cursor.execute(sql, params or None)
+        self._cursor.adbc_statement.set_options(**{ADBC_BATCH_HINT: str(self.stream_batch_bytes)})
+        specs = self._set_specs([arrow_column_spec(field) for field in self._cursor.adbc_execute_schema(sql)])
+        self._cursor.execute(_numerics_as_text(sql, specs), params or None)
         self._stream = self._cursor.fetch_record_batch()
-        return self._set_specs([arrow_column_spec(field) for field in self._stream.schema])
+        return specs
 
     def chunks(self) -> Iterator[pa.RecordBatch]:
         assert self._stream is not None, "open() first"
@@ -264,6 +270,23 @@ class AdbcPostgresReader(ChunkReader):
         if self._cursor is not None:
             with contextlib.suppress(Exception):
                 self._cursor.adbc_cancel()
+
+
+def _numerics_as_text(sql: str, specs: Sequence[ColumnSpec]) -> str:
+    """Return ``sql`` with its numeric columns cast to text, or ``sql`` itself when it has none.
+
+    PostgreSQL formats numerics on its own core for less than ADBC takes to decode their binary
+    form (a third of the client's time on a mixed table); the text parses to decimals exactly.
+    """
+    if all(spec.kind is not Kind.DECIMAL for spec in specs):
+        return sql
+    columns = ", ".join(
+        f"{quote_name(spec.name)}::text AS {quote_name(spec.name)}"
+        if spec.kind is Kind.DECIMAL
+        else quote_name(spec.name)
+        for spec in specs
+    )
+    return f"SELECT {columns} FROM ({sql}) AS {quote_name('_sophia_n')}"  # noqa: S608 - quoted
 
 
 class CursorReader(ChunkReader):

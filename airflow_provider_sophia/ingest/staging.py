@@ -1,5 +1,6 @@
 """Staged writer: Arrow batches -> rolling local parquet files -> PUT to a Snowflake stage.
 
+Parquet encoding runs on a background thread (:class:`ParquetFiles`) while the source is read.
 Each file is uploaded as soon as it reaches ``file_size_mb`` (up to ``parallelism`` uploads
 at a time, each upload thread on its own connection from ``connect``, e.g. a pool's
 ``pooled_connection``) and deleted locally once uploaded, so local disk holds at most
@@ -39,6 +40,17 @@ log = logging.getLogger(__name__)
 #: name of the internal stage the loader keeps in each target schema.
 STAGE_NAME = "_SOPHIA_STAGE"
 MIB = 1024 * 1024
+#: row groups of staged files: at most this many rows, or about this many bytes of Arrow data.
+ROW_GROUP_ROWS = 64 * 1024
+ROW_GROUP_BYTES = 16 * MIB
+#: snappy is cheap and about halves the upload; dictionary encoding doubled the write time of
+#: typical (mostly high-cardinality) extracts and made the files larger, and statistics cost
+#: 15% more for files that COPY INTO reads whole (bench/ingest_bench.py).
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "snappy",
+    "use_dictionary": False,
+    "write_statistics": False,
+}
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,102 @@ class StagedFiles:
     rows: int = 0
 
 
+class ParquetFiles:
+    """Rolling local parquet files, encoded on a background thread (pyarrow releases the GIL).
+
+    Batches gather into row groups of up to :data:`ROW_GROUP_ROWS` rows (or
+    :data:`ROW_GROUP_BYTES`, or ``file_size``); one group is encoded while the next gathers.
+    A file closes once it reaches ``file_size`` bytes and goes to ``on_file(path, rows)``, called
+    on the writer thread (blocking there holds back the writes).
+
+    :param directory: folder of the files.
+    :param schema: the Arrow schema of every batch.
+    :param on_file: takes each finished file.
+    :param file_size: size in bytes at which a file closes.
+    :param name: file name stem, e.g. ``part-0003``.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        schema: pa.Schema,
+        on_file: Callable[[str, int], Any],
+        *,
+        file_size: int = 64 * MIB,
+        name: str = "part-0000",
+    ) -> None:
+        self.directory = directory
+        self.schema = schema
+        self.on_file = on_file
+        self.file_size = file_size
+        self.name = name
+        self._group_bytes = min(ROW_GROUP_BYTES, file_size)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = self._pending_bytes = 0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sophia-parquet")
+        self._encoding: Future[None] | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._path = ""
+        self._file_rows = 0
+        self._sequence = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Add ``batch`` to the row group being gathered; hand the group over once it is full."""
+        if batch.num_rows == 0:
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= self._group_bytes:
+            self._hand_over(self._write_group, pa.Table.from_batches(self._pending, self.schema))
+            self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+
+    def close(self) -> None:
+        """Write the last group, close the last file and wait for both.
+
+        :raises Exception: whatever writing a file or ``on_file`` raised.
+        """
+        if self._pending:
+            self._hand_over(self._write_group, pa.Table.from_batches(self._pending, self.schema))
+            self._pending = []
+        self._hand_over(self._roll)
+        self._hand_over(None)
+
+    def abort(self) -> None:
+        """Stop the writer thread and close the open file (idempotent)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+    def _hand_over(self, task: Callable[..., None] | None, *args: Any) -> None:
+        """Wait for the previous task (raising its error), then start ``task`` unless ``None``."""
+        if self._encoding is not None:
+            encoding, self._encoding = self._encoding, None
+            encoding.result()
+        if task is not None:
+            self._encoding = self._executor.submit(task, *args)
+
+    def _write_group(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._path = os.path.join(self.directory, f"{self.name}-{self._sequence:05d}.parquet")
+            self._writer = pq.ParquetWriter(self._path, self.schema, **PARQUET_OPTIONS)
+            self._sequence += 1
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        self._file_rows += table.num_rows
+        if os.path.getsize(self._path) >= self.file_size:
+            self._roll()
+
+    def _roll(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = None
+        rows, self._file_rows = self._file_rows, 0
+        self.on_file(self._path, rows)
+
+
 class StagedWriter:
     """Write record batches of one schema to rolling parquet files uploaded to a stage.
 
@@ -172,24 +280,14 @@ class StagedWriter:
             raise ValueError(f"Local staging directory {self._directory!r} must not contain a quote.")
         self._executor = ThreadPoolExecutor(self.parallelism, thread_name_prefix="sophia-put")
         self._uploads: deque[Future[int]] = deque()
-        self._writer: pq.ParquetWriter | None = None
-        self._path = ""
-        self._file_rows = 0
-        self._sequence = 0
+        self._files = ParquetFiles(
+            self._directory, schema, self._submit_upload, file_size=self.file_size, name=name
+        )
         self._lock = threading.Lock()
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Append ``batch`` to the current file; upload the file once it reaches the roll size."""
-        if batch.num_rows == 0:
-            return
-        if self._writer is None:
-            self._path = os.path.join(self._directory, f"{self.name}-{self._sequence:05d}.parquet")
-            self._writer = pq.ParquetWriter(self._path, self.schema, compression="snappy")
-            self._sequence += 1
-        self._writer.write_batch(batch)
-        self._file_rows += batch.num_rows
-        if os.path.getsize(self._path) >= self.file_size:
-            self._roll()
+        self._files.write(batch)
 
     def write_all(self, batches: Iterable[pa.RecordBatch]) -> StagedFiles:
         """Write every batch, then :meth:`close`; return what was staged."""
@@ -203,7 +301,7 @@ class StagedWriter:
         :raises IngestError: when an upload failed.
         """
         try:
-            self._roll()
+            self._files.close()
             while self._uploads:
                 self._wait_oldest()
         finally:
@@ -212,14 +310,11 @@ class StagedWriter:
 
     def abort(self) -> None:
         """Stop: cancel pending uploads and delete local files (staged ones are purged or replaced later)."""
+        self._files.abort()
         for upload in self._uploads:
             upload.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._connections.close()
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
-            self._writer = None
         shutil.rmtree(self._directory, ignore_errors=True)
 
     def __enter__(self) -> StagedWriter:
@@ -230,15 +325,11 @@ class StagedWriter:
     ) -> None:
         self.abort()
 
-    def _roll(self) -> None:
-        if self._writer is None:
-            return
-        self._writer.close()
-        self._writer = None
+    def _submit_upload(self, path: str, rows: int) -> None:
+        """Upload a finished file in the background, once fewer than ``parallelism`` run (writer thread)."""
         while len(self._uploads) >= self.parallelism:
             self._wait_oldest()
-        rows, self._file_rows = self._file_rows, 0
-        self._uploads.append(self._executor.submit(self._upload, self._path, rows))
+        self._uploads.append(self._executor.submit(self._upload, path, rows))
 
     def _wait_oldest(self) -> None:
         upload = self._uploads.popleft()

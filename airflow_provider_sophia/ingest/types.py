@@ -491,17 +491,16 @@ def _conform_array(array: pa.Array, spec: ColumnSpec) -> pa.Array:
         return values_to_array(array.to_pylist(), spec)
 
 
+#: where the 32 hex digits of a UUID go in its 36-character canonical form.
+_UUID_HEX_AT = np.array([index for index in range(36) if index not in (8, 13, 18, 23)])
+
+
 def _uuid_strings(storage: pa.FixedSizeBinaryArray) -> pa.Array:
-    """Format 16-byte UUIDs as canonical strings without a Python object per value."""
+    """Format 16-byte UUIDs as canonical strings with numpy, without a Python object per value."""
     count = len(storage)
-    data = storage.buffers()[1]
-    start = storage.offset * 16
-    hexed = binascii.hexlify(memoryview(data)[start : start + 16 * count]) if data else b""
-    offsets = pa.py_buffer(np.arange(0, 32 * (count + 1), 32, dtype=np.int32).tobytes())
-    flat = pa.Array.from_buffers(pa.string(), count, [None, offsets, pa.py_buffer(hexed)])
-    pieces = [
-        pc.utf8_slice_codeunits(flat, begin, end)
-        for begin, end in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
-    ]
-    joined = pc.binary_join_element_wise(*pieces, "-")
-    return pc.if_else(storage.is_null(), pa.scalar(None, pa.string()), joined)
+    raw = np.frombuffer(storage.buffers()[1] or b"", np.uint8, 16 * count, storage.offset * 16)
+    text = np.full((count, 36), ord("-"), np.uint8)
+    text[:, _UUID_HEX_AT] = np.frombuffer(binascii.hexlify(raw.data), np.uint8).reshape(count, 32)
+    offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
+    validity = storage.is_valid().buffers()[1] if storage.null_count else None
+    return pa.Array.from_buffers(pa.string(), count, [validity, pa.py_buffer(offsets), pa.py_buffer(text)])

@@ -10,9 +10,11 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pytest
 
 from airflow_provider_sophia.exceptions import IngestError
@@ -115,6 +117,35 @@ def test_200k_mixed_rows_round_trip_through_adbc(
     assert staging_leftovers(wh) == []
     stage = wh.cursor().execute('LIST @"_SOPHIA_STAGE"').fetchall()
     assert not [row for row in stage if loader.location.path in row[0]]  # purged after COPY
+
+
+NUMERICS = """
+SELECT k, n::numeric(36,10) AS "Big ""n"" col", s::numeric(5,2) AS small, f AS free FROM (VALUES
+    (1, 12345678901234567890123456.1234567891, -999.99, 1::numeric / 3),
+    (2, NULL, NULL, NULL),
+    (3, -0.0000000001, 0.5, 2.5),
+    (4, 1, 1, 1)
+) AS v(k, n, s, f)
+"""
+
+
+def test_adbc_numerics_keep_precision_scale_and_exact_values(postgres_dsn: str) -> None:
+    reader = adbc_reader(postgres_dsn, chunk_size=2)
+    specs = reader.open(SourceQuery(sql=NUMERICS, key_column="k", key_range=(1, 4)))
+    batches = list(reader.chunks())
+    reader.close()
+    assert [spec.snowflake_type for spec in specs[1:]] == ["NUMBER(36,10)", "NUMBER(5,2)", "NUMBER(38,9)"]
+    assert [field.type for field in reader.schema][1:] == [
+        pa.decimal128(36, 10),
+        pa.decimal128(5, 2),
+        pa.decimal128(38, 9),
+    ]
+    assert [batch.num_rows for batch in batches] == [2, 1]
+    assert [list(row.values()) for batch in batches for row in batch.to_pylist()] == [
+        [1, Decimal("12345678901234567890123456.1234567891"), Decimal("-999.99"), Decimal("0.333333333")],
+        [2, None, None, None],
+        [3, Decimal("-1E-10"), Decimal("0.50"), Decimal("2.500000000")],
+    ]
 
 
 def test_psycopg_named_cursor_round_trip(

@@ -13,7 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_sophia.exceptions import IngestError
-from airflow_provider_sophia.ingest.staging import StagedWriter, StageLocation, copy_into_table
+from airflow_provider_sophia.ingest.staging import (
+    ROW_GROUP_ROWS,
+    ParquetFiles,
+    StagedWriter,
+    StageLocation,
+    copy_into_table,
+)
 
 PUT = re.compile(r"PUT 'file://(?P<path>[^']+)' (?P<uri>\S+) ")
 
@@ -123,6 +129,51 @@ def test_failed_upload_raises_and_cleans_up(tmp_path: Any) -> None:
     with pytest.raises(IngestError, match="reported"):
         writer.write_all(batches(2))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_files_gather_batches_into_row_groups_and_roll(tmp_path: Any) -> None:
+    finished: list[tuple[pq.FileMetaData, int]] = []
+    schema = next(batches(1)).schema
+    files = ParquetFiles(
+        str(tmp_path), schema, lambda path, rows: finished.append((pq.read_metadata(path), rows))
+    )
+    for batch in batches(40):
+        files.write(batch)
+    files.close()
+    [(metadata, rows)] = finished
+    groups = [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
+    assert rows == metadata.num_rows == sum(groups) == 80_000
+    assert groups[0] >= ROW_GROUP_ROWS > groups[0] - 2000  # whole batches, not one group per batch
+    assert not metadata.row_group(0).column(0).is_stats_set
+    assert metadata.row_group(0).column(1).compression == "SNAPPY"
+
+    small = ParquetFiles(
+        str(tmp_path),
+        schema,
+        lambda path, rows: finished.append((pq.read_metadata(path), rows)),
+        file_size=50_000,
+    )
+    for batch in batches(10):
+        small.write(batch)
+    small.close()
+    assert sum(rows for _, rows in finished[1:]) == 20_000
+    assert len(finished) - 1 > 1  # rolled at file_size
+
+
+def test_parquet_files_raise_what_the_writer_thread_raised(tmp_path: Any) -> None:
+    def refuse(path: str, rows: int) -> None:
+        raise OSError("disk full")
+
+    files = ParquetFiles(str(tmp_path), next(batches(1)).schema, refuse, file_size=50_000)
+
+    def write_all() -> None:
+        for batch in batches(10):
+            files.write(batch)  # raises at the next hand-over...
+        files.close()  # ...or at the latest here
+
+    with pytest.raises(OSError, match="disk full"):
+        write_all()
+    files.abort()
 
 
 def test_stage_paths_are_validated() -> None:
