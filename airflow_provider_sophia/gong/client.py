@@ -562,36 +562,40 @@ class GongClient:
     def iter_pages_parallel(
         self,
         stream: str,
-        from_datetime: datetime | str,
+        from_datetime: datetime | str | None = None,
         to_datetime: datetime | str | None = None,
         *,
         slices: int = 3,
         content_selector: dict[str, Any] | None = None,
-    ) -> Iterator[Page]:
-        """Yield the pages of ``stream`` in ``[from_datetime, to_datetime)``, fetched as time slices at once.
+        resume: list[dict[str, Any]] | None = None,
+    ) -> SlicedPages:
+        """Return the pages of ``stream`` in ``[from_datetime, to_datetime)``, fetched as time slices at once.
 
         The window is cut into ``slices`` equal half-open slices, each paged by its own thread.
         They share this client's rate limiter and breaker, so while one slice backs off after
         a 5xx or waits for a slow page, the others use the allowed rate. Pages arrive in no
         particular order, every record once; at most ``slices`` pages wait in memory. The
-        first error stops every slice and is raised; use :meth:`iter_pages` when a run must
-        resume at a cursor.
+        first error stops every slice and is raised; :meth:`SlicedPages.resume_point` then
+        tells where each slice resumes.
 
         :param stream: ``calls``, ``calls_extensive`` or ``transcripts``.
         :param from_datetime: calls started at or after this.
         :param to_datetime: calls started before this; now by default.
         :param slices: how many slices are fetched at once (>= 1).
         :param content_selector: ``contentSelector`` of the extensive endpoint.
-        :raises ValueError: for ``users``, an empty window or ``slices`` below 1 (before any request).
+        :param resume: the ``resume`` of an earlier :meth:`SlicedPages.resume_point`: fetch its
+            slices from their saved cursors instead of cutting a window.
+        :raises ValueError: for ``users``, no window, an empty one or ``slices`` below 1 (before
+            any request).
         """
         if stream == "users":
             raise ValueError("Gong users have no date filter; page them with iter_pages('users').")
-        edges = _time_slices(from_datetime, to_datetime or datetime.now(timezone.utc), slices)
-        pages = [
-            self.iter_pages(stream, start, end, content_selector=content_selector)
-            for start, end in itertools.pairwise(edges)
-        ]
-        return interleave(pages, name=f"sophia-gong-{stream}")
+        if resume is None:
+            if from_datetime is None:
+                raise ValueError("Time slices need from_datetime (or the resume of an earlier run).")
+            edges = _time_slices(from_datetime, to_datetime or datetime.now(timezone.utc), slices)
+            resume = [{"from": start, "to": end, "cursor": None} for start, end in itertools.pairwise(edges)]
+        return SlicedPages(self, stream, resume, content_selector)
 
     def iter_users(self) -> Iterator[dict[str, Any]]:
         """Yield every user, page by page."""
@@ -750,3 +754,73 @@ class PageIterator(Iterator[Page]):
         """Yield the records of the remaining pages."""
         for page in self:
             yield from page.records
+
+    def resume_point(self) -> dict[str, Any]:
+        """Return the :meth:`GongClient.iter_pages` arguments that continue with the next page."""
+        return {"cursor": self.cursor, "batch": self.batch}
+
+    def close(self) -> None:
+        """Stop: no further page is fetched."""
+        self.done = True
+
+
+def _numbered(number: int, pages: Iterator[Page]) -> Iterator[tuple[int, Page]]:
+    for page in pages:
+        yield number, page
+
+
+class SlicedPages(Iterator[Page]):
+    """Pages of one stream's time slices, each slice paged by its own thread.
+
+    The resume point counts the pages returned here, not the pages fetched: a page a slice
+    had fetched but nobody took yet is fetched again on resume, so nothing is skipped.
+    """
+
+    def __init__(
+        self,
+        client: GongClient,
+        stream: str,
+        slices: list[dict[str, Any]],
+        content_selector: dict[str, Any] | None,
+    ) -> None:
+        self.stream = stream
+        self.pages = 0
+        self.records = 0
+        if not all(isinstance(part, dict) and {"from", "to"} <= part.keys() for part in slices):
+            raise ValueError(f"Each slice to resume needs 'from' and 'to', got {slices!r:.200}.")
+        self._next = [{key: part.get(key) for key in ("from", "to", "cursor")} for part in slices]
+        self._done = [False] * len(self._next)
+        sources = [
+            _numbered(
+                number,
+                client.iter_pages(
+                    stream, part["from"], part["to"], content_selector=content_selector, cursor=part["cursor"]
+                ),
+            )
+            for number, part in enumerate(self._next)
+        ]
+        self._pages = interleave(sources, name=f"sophia-gong-{stream}")
+
+    @property
+    def done(self) -> bool:
+        """Whether every slice returned its last page."""
+        return all(self._done)
+
+    def __iter__(self) -> SlicedPages:
+        return self
+
+    def __next__(self) -> Page:
+        number, page = next(self._pages)
+        self._next[number]["cursor"] = page.cursor
+        self._done[number] = page.cursor is None
+        self.pages += 1
+        self.records += len(page.records)
+        return page
+
+    def resume_point(self) -> dict[str, Any]:
+        """Return the :meth:`GongClient.iter_pages_parallel` arguments that continue every slice."""
+        return {"resume": [dict(part) for part, done in zip(self._next, self._done, strict=True) if not done]}
+
+    def close(self) -> None:
+        """Stop every slice and wait for their threads (each ends after the page it is fetching)."""
+        self._pages.close()

@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_provider_sophia.exceptions import GongError, GongRateLimited, IngestError
-from airflow_provider_sophia.gong.client import STREAMS, PageIterator
+from airflow_provider_sophia.gong.client import STREAMS, PageIterator, SlicedPages
 from airflow_provider_sophia.identifiers import split_identifier
 from airflow_provider_sophia.ingest.types import ColumnSpec, Kind, arrow_schema
 
@@ -277,9 +277,9 @@ class PageBatches:
     Iterating fetches page after page and yields a batch each ``rows_per_batch`` records
     (and the rest at the end), so memory holds about one batch. A :class:`GongRateLimited`
     (the daily quota) ends the iteration early, keeping what was fetched: ``rate_limited``
-    then holds the error and ``cursor`` / ``batch`` name the page to fetch next.
+    then holds the error and ``resume_point`` tells where to continue.
 
-    :param pages: the client's page iterator (``client.iter_pages(...)``).
+    :param pages: the client's pages (``client.iter_pages(...)`` or ``client.iter_pages_parallel(...)``).
     :param window: the window the pages were requested for (``None`` for users).
     :param extracted_at: the extraction time stamped on every row; now when ``None``.
     :param rows_per_batch: records per yielded batch.
@@ -289,7 +289,7 @@ class PageBatches:
 
     def __init__(
         self,
-        pages: PageIterator,
+        pages: PageIterator | SlicedPages,
         window: Window | None,
         *,
         extracted_at: datetime | None = None,
@@ -314,14 +314,9 @@ class PageBatches:
         return self.pages.stream
 
     @property
-    def cursor(self) -> str | None:
-        """Cursor of the next page to fetch (``None`` at the start of a batch)."""
-        return self.pages.cursor
-
-    @property
-    def batch(self) -> int:
-        """``callIds`` batch of the next page to fetch."""
-        return self.pages.batch
+    def resume_point(self) -> dict[str, Any]:
+        """The client arguments that continue with the next page (see ``pages.resume_point()``)."""
+        return self.pages.resume_point()
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         started = time.monotonic()
@@ -339,11 +334,10 @@ class PageBatches:
             except GongRateLimited as error:
                 self.rate_limited = error
                 log.warning(
-                    "Gong %s: quota spent after %d pages (%d records); stopping at batch %d.",
+                    "Gong %s: quota spent after %d pages (%d records); stopping.",
                     self.stream,
                     self.pages.pages,
                     self.records + len(buffer),
-                    self.batch,
                 )
                 break
             buffer.extend(page.records)
@@ -368,5 +362,5 @@ class PageBatches:
             self.pages.pages,
             records,
             records / max(time.monotonic() - started, 1e-9),
-            "" if self.pages.done else f", next: batch {self.batch}",
+            "" if self.pages.done else ", more to fetch",
         )

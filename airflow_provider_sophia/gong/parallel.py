@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -12,7 +12,7 @@ T = TypeVar("T")
 _ITEM, _DONE, _FAILED = "item", "done", "failed"
 
 
-def interleave(sources: Sequence[Iterator[T]], name: str = "sophia-source") -> Iterator[T]:
+def interleave(sources: Sequence[Iterator[T]], name: str = "sophia-source") -> Generator[T, None, None]:
     """Yield the items of every source as they arrive, each source drained by its own thread.
 
     At most one item per source waits in memory besides the one each thread is producing.

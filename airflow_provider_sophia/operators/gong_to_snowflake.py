@@ -22,6 +22,7 @@ from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_sophia.exceptions import GongRateLimited
+from airflow_provider_sophia.gong.client import PageIterator, SlicedPages
 from airflow_provider_sophia.gong.landing import (
     COLUMNS,
     CONTENT_HASH,
@@ -115,6 +116,9 @@ class GongToSnowflakeOperator(BaseOperator):
     :param lookback: how far late streams reach back before the interval start.
     :param mode: ``merge``, ``append`` or ``replace``.
     :param defer_on_quota: defer until the quota resets instead of failing.
+    :param slices: time slices of the window fetched at once (see
+        :meth:`GongClient.iter_pages_parallel`); 1 pages one cursor stream. Slicing fills the
+        time one stream spends in backoff or waiting for slow pages; ``users`` is never sliced.
     :param content_selector: Gong's ``contentSelector`` for ``calls_extensive``.
     :param rows_per_batch: records per staged Arrow batch (bounds memory).
     :param progress_every: log progress every this many pages.
@@ -141,6 +145,7 @@ class GongToSnowflakeOperator(BaseOperator):
         lookback: timedelta = timedelta(days=3),
         mode: str = "merge",
         defer_on_quota: bool = False,
+        slices: int = 1,
         content_selector: dict[str, Any] | None = None,
         rows_per_batch: int = 1000,
         progress_every: int = 10,
@@ -151,6 +156,8 @@ class GongToSnowflakeOperator(BaseOperator):
     ) -> None:
         if "outlets" not in kwargs and "{{" not in (target_table or ""):
             kwargs["outlets"] = [gong_asset(target_table or stream, snowflake_conn_id=snowflake_conn_id)]
+        if slices < 1:
+            raise ValueError(f"slices must be at least 1, got {slices!r}.")
         super().__init__(**kwargs)
         self.gong_conn_id = gong_conn_id
         self.snowflake_conn_id = snowflake_conn_id
@@ -161,6 +168,7 @@ class GongToSnowflakeOperator(BaseOperator):
         self.lookback = lookback
         self.mode = mode
         self.defer_on_quota = defer_on_quota
+        self.slices = slices
         self.content_selector = content_selector
         self.rows_per_batch = rows_per_batch
         self.progress_every = progress_every
@@ -206,7 +214,7 @@ class GongToSnowflakeOperator(BaseOperator):
                 window.source,
                 self.table,
             )
-        return self._extract_and_land(context, window, cursor=None, batch=0, part=0, totals={})
+        return self._extract_and_land(context, window, resume_point={}, part=0, totals={})
 
     def resume_after_quota(
         self,
@@ -214,30 +222,24 @@ class GongToSnowflakeOperator(BaseOperator):
         event: Any = None,
         *,
         window: dict[str, str] | None,
-        cursor: str | None,
-        batch: int,
         part: int,
         totals: dict[str, float],
+        **resume_point: Any,
     ) -> dict[str, Any]:
         """Continue after the quota reset from the page where the previous part stopped.
 
         :param context: the task context.
         :param event: the trigger's event (the reset time).
         :param window: the window being fetched (:meth:`Window.to_dict`).
-        :param cursor: the cursor of the next page.
-        :param batch: the ``callIds`` batch of the next page.
         :param part: the number of this part of the extraction.
         :param totals: the counters of the earlier parts.
+        :param resume_point: where the pages continue: ``cursor`` and ``batch`` of one stream,
+            or ``resume`` (each slice's window and cursor) of time slices.
         """
         self.log.info(
-            "Gong %s: quota reset (%s); resuming part %d at batch %d%s.",
-            self.stream,
-            event,
-            part,
-            batch,
-            " with a saved cursor" if cursor else "",
+            "Gong %s: quota reset (%s); resuming part %d where it stopped.", self.stream, event, part
         )
-        return self._extract_and_land(context, Window.from_dict(window), cursor, batch, part, totals)
+        return self._extract_and_land(context, Window.from_dict(window), resume_point, part, totals)
 
     def on_kill(self) -> None:
         """Stop before the next page and cancel staging; nothing of the current part is landed."""
@@ -250,8 +252,7 @@ class GongToSnowflakeOperator(BaseOperator):
         self,
         context: Context,
         window: Window | None,
-        cursor: str | None,
-        batch: int,
+        resume_point: dict[str, Any],
         part: int,
         totals: dict[str, float],
     ) -> dict[str, Any]:
@@ -259,14 +260,21 @@ class GongToSnowflakeOperator(BaseOperator):
         client = self.gong_hook.get_client()
         before = client.stats()
         self._stop = threading.Event()
-        pages = client.iter_pages(
-            self.stream,
-            window.start if window else None,
-            window.end if window else None,
-            content_selector=self.content_selector,
-            cursor=cursor,
-            batch=batch,
-        )
+        start, end = (window.start, window.end) if window else (None, None)
+        pages: PageIterator | SlicedPages
+        if self.slices > 1 and window is not None:
+            pages = client.iter_pages_parallel(
+                self.stream,
+                start,
+                end,
+                slices=self.slices,
+                content_selector=self.content_selector,
+                **resume_point,
+            )
+        else:
+            pages = client.iter_pages(
+                self.stream, start, end, content_selector=self.content_selector, **resume_point
+            )
         extraction = PageBatches(
             pages,
             window,
@@ -277,6 +285,7 @@ class GongToSnowflakeOperator(BaseOperator):
         try:
             self._land(context, extraction, part)
         finally:
+            pages.close()
             client.close()
         after = client.stats()
         counts = {
@@ -350,10 +359,9 @@ class GongToSnowflakeOperator(BaseOperator):
                 method_name=self.resume_after_quota.__name__,
                 kwargs={
                     "window": window.to_dict() if window else None,
-                    "cursor": extraction.cursor,
-                    "batch": extraction.batch,
                     "part": part + 1,
                     "totals": totals,
+                    **extraction.resume_point,
                 },
             )
         raise GongRateLimited(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -58,20 +59,22 @@ def report_from_fork(child: Callable[[], str]) -> list[str]:
     """Run ``child()`` in a forked process; return the words of the report it returned.
 
     The child leaves with ``os._exit`` (never running the parent's test machinery); the
-    parent fails when the child raised.
+    parent fails with the child's traceback when it raised.
     """
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
-        status = 1
+        status, report = 1, "the child raised"
         try:
-            os.write(write_end, child().encode())
-            status = 0
+            report, status = child(), 0
+        except BaseException:  # noqa: BLE001 - reported to the parent, which fails with it
+            report = traceback.format_exc()
         finally:
+            os.write(write_end, report.encode()[-4096:])  # what fits the pipe without a reader
             os._exit(status)
     os.close(write_end)
     _, status = os.waitpid(pid, 0)
-    report = os.read(read_end, 4096).decode().split()
+    report = os.read(read_end, 4096).decode()
     os.close(read_end)
-    assert os.waitstatus_to_exitcode(status) == 0, "the forked child failed"
-    return report
+    assert os.waitstatus_to_exitcode(status) == 0, f"the forked child failed:\n{report}"
+    return report.split()

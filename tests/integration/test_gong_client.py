@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import subprocess
 import sys
@@ -153,6 +154,7 @@ def test_a_failing_time_slice_stops_the_others_and_raises(sim: GongSimulator) ->
         ("calls", (FROM, TO), 0),
         ("calls", (TO, FROM), 2),
         ("calls", ("soon", TO), 2),
+        ("calls", (None, TO), 2),
     ],
 )
 def test_time_slices_reject_bad_input_before_any_request(
@@ -186,6 +188,36 @@ def test_resume_from_the_page_cursor_after_rate_limited(sim: GongSimulator) -> N
     fetched += [record for page in resumed for record in page.records]
     assert resumed.done
     assert ids(fetched) == ids(sim.data.select("calls"))
+
+
+def test_resuming_time_slices_needs_their_windows(sim: GongSimulator) -> None:
+    with pytest.raises(ValueError, match="needs 'from' and 'to'"):
+        make_client(sim).iter_pages_parallel("calls", resume=[{"from": FROM, "cursor": "x"}])
+    assert sim.requests() == []
+
+
+def test_time_slices_resume_where_each_stopped_after_rate_limited(sim: GongSimulator) -> None:
+    client = make_client(sim)
+    sim.configure(daily_quota=5, quota_retry_after=7200)
+    pages = client.iter_pages_parallel("calls", FROM, TO, slices=3)
+    fetched: list[dict[str, Any]] = []
+
+    def take_all() -> None:
+        for page in pages:
+            fetched.extend(page.records)
+
+    with pytest.raises(GongRateLimited):
+        take_all()
+    assert 0 < pages.pages <= 5
+    point = json.loads(json.dumps(pages.resume_point()))  # what a deferred task keeps
+    assert point == pages.resume_point()
+    assert 1 <= len(point["resume"]) <= 3
+    sim.configure(daily_quota=None)
+    resumed = client.iter_pages_parallel("calls", slices=3, **point)
+    fetched += [record for page in resumed for record in page.records]
+    assert resumed.done
+    assert resumed.resume_point() == {"resume": []}
+    assert sorted(ids(fetched)) == sorted(ids(sim.data.select("calls")))  # each record once
 
 
 def test_a_changed_record_is_served_changed(sim: GongSimulator) -> None:

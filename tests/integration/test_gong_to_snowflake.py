@@ -288,6 +288,36 @@ def test_quota_defers_and_resumes_from_the_saved_cursor(sim: GongSimulator, db: 
     assert result["parts"] == 2
 
 
+def test_time_slices_land_every_record_once_and_resume_each_slice_after_the_quota(
+    sim: GongSimulator, db: Any
+) -> None:
+    sim.configure(daily_quota=4, quota_retry_after=3600)
+    table = unique_name("GONG_CALLS_EXTENSIVE")
+    task = operator(
+        "calls_extensive", table, defer_on_quota=True, slices=3, content_selector=selector("calls_extensive")
+    )
+    with pytest.raises(TaskDeferred) as deferral:
+        task.execute(context())
+    kwargs = json.loads(json.dumps(deferral.value.kwargs))
+    assert kwargs == deferral.value.kwargs
+    assert 1 <= len(kwargs["resume"]) <= 3
+    assert len(landed(db, table)) == kwargs["totals"]["records"] > 0
+    windows = {entry["json"]["filter"]["fromDateTime"] for entry in sim.requests()}
+    assert len(windows) == 3  # the slices were fetched at once
+
+    sim.configure(daily_quota=None)
+    result = task.resume_after_quota(context(), event=None, **kwargs)
+    records = expected(sim, "calls_extensive", INTERVAL[0] - LOOKBACK, INTERVAL[1])
+    assert_exactly_once(db, table, "calls_extensive", records)
+    assert result["records"] == len(records)
+    assert result["parts"] == 2
+
+
+def test_slices_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="slices must be at least 1"):
+        operator("calls", "T", slices=0)
+
+
 # --- where the cursor and the filter go -----------------------------------------------------
 
 

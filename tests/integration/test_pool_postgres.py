@@ -188,7 +188,8 @@ def test_forked_child_starts_empty_and_never_touches_parent_connections(
         return report
 
     size, idle, in_use, child_backend, child_size = map(int, report_from_fork(child))
-    assert (size, idle, in_use, child_size) == (0, 0, 0, 1)
+    assert (size, idle, in_use) == (0, 0, 0)
+    assert 1 <= child_size <= 2  # its own connections: the one it used, and min_size filling in
     assert child_backend not in parent_backends
     # every parent connection still works, the one checked out across the fork included
     assert held.execute("SELECT 1").fetchone() == (1,)

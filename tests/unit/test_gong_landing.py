@@ -226,6 +226,9 @@ class FakePages:
         self.cursor = f"c{self.pages}"
         return page
 
+    def resume_point(self) -> dict[str, Any]:
+        return {"cursor": self.cursor, "batch": self.batch}
+
 
 def batches_of(pages: FakePages, **kwargs: Any) -> tuple[PageBatches, list[pa.RecordBatch]]:
     extraction = PageBatches(pages, window("calls"), **kwargs)  # type: ignore[arg-type]
@@ -243,7 +246,7 @@ def test_quota_ends_the_batches_keeping_what_was_fetched_and_where_to_resume() -
     extraction, batches = batches_of(FakePages([["1"], ["2"], ["3"]], quota_at=2))
     assert sum(batch.num_rows for batch in batches) == extraction.records == 2
     assert isinstance(extraction.rate_limited, GongRateLimited)
-    assert (extraction.cursor, extraction.batch) == ("c2", 0)
+    assert extraction.resume_point == {"cursor": "c2", "batch": 0}
 
 
 def test_stop_raises_before_the_next_page() -> None:
