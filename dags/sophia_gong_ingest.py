@@ -11,7 +11,9 @@ not rewritten, so reruns are free of side effects.
   dates takes the last three days.
 * **Backfills from the UI**: set `from_datetime` / `to_datetime` (ISO-8601, UTC).
 * **Rate limit**: every task runs in the Airflow pool `gong_api` (3 slots) and its client
-  sends at most 1 request/s, so the tasks together stay under Gong's 3 requests/s.
+  sends at most 1 request/s, so the tasks together stay under Gong's 3 requests/s. Each
+  task pages its window as 3 time slices at once, so a slow page or a retry's backoff in
+  one slice leaves that second to the others.
 * **Daily quota**: when Gong's 10,000 calls/day are spent the task defers until the quota
   resets and resumes from the page where it stopped.
 """
@@ -72,6 +74,7 @@ def sophia_gong_ingest() -> None:
             to_datetime="{{ params.to_datetime }}",
             lookback=timedelta(days=3),
             defer_on_quota=True,
+            slices=3,
             client_kwargs={"rate_limit_per_second": 3.0 / GONG_POOL_SLOTS},
         )
 
