@@ -327,7 +327,7 @@ def gong_soak(
                         errors[name] += 1
                         examples.setdefault(name, str(error)[:160])
                         time.sleep(0.06)  # past the breaker's reset timeout
-                        pager = client.iter_pages("calls", FROM, cursor=pager.cursor, batch=pager.batch)
+                        pager = client.iter_pages("calls", FROM, **pager.resume_point())
                         continue
                     page_latency.record(time.perf_counter() - fetched)
                     ids += [call["id"] for call in page.records]
