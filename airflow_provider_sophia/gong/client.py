@@ -785,7 +785,6 @@ class SlicedPages(Iterator[Page]):
     ) -> None:
         self.stream = stream
         self.pages = 0
-        self.records = 0
         if not all(isinstance(part, dict) and {"from", "to"} <= part.keys() for part in slices):
             raise ValueError(f"Each slice to resume needs 'from' and 'to', got {slices!r:.200}.")
         self._next = [{key: part.get(key) for key in ("from", "to", "cursor")} for part in slices]
@@ -814,7 +813,6 @@ class SlicedPages(Iterator[Page]):
         self._next[number]["cursor"] = page.cursor
         self._done[number] = page.cursor is None
         self.pages += 1
-        self.records += len(page.records)
         return page
 
     def resume_point(self) -> dict[str, Any]:
